@@ -1,0 +1,36 @@
+"""pliant: a compiler and runtime for dynamic neural networks.
+
+>>> import pliant
+>>> module = pliant.load("model.onnx")            # doctest: +SKIP
+>>> outputs = pliant.interpret(module, {"x": x})  # doctest: +SKIP
+"""
+
+from pliant.errors import (
+    FeedError,
+    IRParseError,
+    ModelLoadError,
+    OpRuntimeError,
+    PliantError,
+    ShapeInferenceError,
+    UnsupportedOpError,
+    VerifyError,
+)
+from pliant.frontends.onnx import load
+from pliant.interpreter import interpret
+from pliant.ir.core import Module
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FeedError",
+    "IRParseError",
+    "Module",
+    "ModelLoadError",
+    "OpRuntimeError",
+    "PliantError",
+    "ShapeInferenceError",
+    "UnsupportedOpError",
+    "VerifyError",
+    "interpret",
+    "load",
+]

@@ -1,0 +1,31 @@
+"""The pliant IR: types with symbolic dims, values, ops, regions, functions, modules."""
+
+from pliant.ir.builder import BlockBuilder, FunctionBuilder
+from pliant.ir.core import AttrValue, Block, Function, Module, Op, Region, Use, Value
+from pliant.ir.dims import Dim, Sym
+from pliant.ir.dtypes import DType
+from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type, UnknownType, tensor
+
+__all__ = [
+    "ANY",
+    "AttrValue",
+    "Block",
+    "BlockBuilder",
+    "DType",
+    "Dim",
+    "Function",
+    "FunctionBuilder",
+    "Module",
+    "Op",
+    "OptionalType",
+    "Region",
+    "SequenceType",
+    "Sym",
+    "TensorType",
+    "TupleType",
+    "Type",
+    "UnknownType",
+    "Use",
+    "Value",
+    "tensor",
+]

@@ -1,0 +1,30 @@
+"""Operator definitions, one family per module; importing this registers them all."""
+
+from pliant.ops import (  # noqa: F401
+    attention,
+    control,
+    conv,
+    detection,
+    elementwise,
+    image,
+    indexing,
+    linalg,
+    loss,
+    ml,
+    norm,
+    optional,
+    pool,
+    quant,
+    random,
+    reduce,
+    resize,
+    rnn,
+    sequence,
+    shape,
+    signal,
+    string,
+    training,
+)
+from pliant.ops.registry import FAMILIES, Dynamism, OpDef, all_ops, get, lookup, register
+
+__all__ = ["FAMILIES", "Dynamism", "OpDef", "all_ops", "get", "lookup", "register"]
