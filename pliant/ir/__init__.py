@@ -29,3 +29,12 @@ __all__ = [
     "Value",
     "tensor",
 ]
+
+from pliant.ir.parser import parse_module
+from pliant.ir.printer import print_module
+
+__all__ += ["parse_module", "print_module"]
+
+from pliant.ir.verifier import verify_module  # noqa: E402
+
+__all__ += ["verify_module"]

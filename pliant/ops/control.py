@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.core import AttrValue, Value
+from pliant.ir.core import AttrValue, Function, Op, Region, Value
 from pliant.ir.dims import Dim
 from pliant.ir.dtypes import DType
-from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type
+from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type, compatible
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, ParamSpec, Schema, register
 
 CONTROL = "control"
@@ -100,7 +100,28 @@ def _if_infer(ctx: InferContext) -> list[Type]:
     return [join_types(a.type, b.type) for a, b in zip(t_out, e_out)]
 
 
-@register("If", Dynamism.EDO, infer=_if_infer, family=CONTROL)
+def _if_verify(op: Op) -> list[str]:
+    out = _needs_regions(op, ("then_branch", "else_branch"))
+    if out:
+        return out
+    for key in ("then_branch", "else_branch"):
+        b = op.regions[key].block
+        if b.args:
+            out.append(f"region {key} takes {len(b.args)} arguments; If branches take none")
+        if len(b.outputs) != len(op.results):
+            out.append(f"region {key} yields {len(b.outputs)} values but the If has {len(op.results)} results")
+    return out
+
+
+def _needs_regions(op: Op, keys: tuple[str, ...]) -> list[str]:
+    missing = [k for k in keys if k not in op.regions]
+    extra = [k for k in op.regions if k not in keys]
+    out = [f"is missing region '{k}'" for k in missing]
+    out += [f"has an unexpected region '{k}'" for k in extra]
+    return out
+
+
+@register("If", Dynamism.EDO, infer=_if_infer, family=CONTROL, verify=_if_verify)
 def if_(ctx: KernelContext, cond: np.ndarray) -> Any:
     if cond.size != 1:
         raise OpRuntimeError(f"If condition must hold one element, got shape {cond.shape}")
@@ -174,7 +195,22 @@ def _loop_infer(ctx: InferContext) -> list[Type]:
     return result[: ctx.num_outputs] + [ANY] * (ctx.num_outputs - len(result))
 
 
-@register("Loop", Dynamism.EDO, infer=_loop_infer, family=CONTROL)
+def _loop_verify(op: Op) -> list[str]:
+    out = _needs_regions(op, ("body",))
+    if out:
+        return out
+    b = op.regions["body"].block
+    n_carried = max(len(op.operands) - 2, 0)
+    if len(b.args) != 2 + n_carried:
+        out.append(f"region body takes {len(b.args)} arguments; it needs 2 + {n_carried} (iteration, condition, carried)")
+    if len(b.outputs) < 1 + n_carried:
+        out.append(f"region body yields {len(b.outputs)} values; it needs at least 1 + {n_carried} (condition, carried)")
+    elif len(op.results) > len(b.outputs) - 1:
+        out.append(f"the Loop has {len(op.results)} results but its body yields only {len(b.outputs) - 1} carried/scan values")
+    return out
+
+
+@register("Loop", Dynamism.EDO, infer=_loop_infer, family=CONTROL, verify=_loop_verify)
 def loop(ctx: KernelContext, max_trip: np.ndarray | None, cond: np.ndarray | None, *carried: Any) -> Any:
     n_carried = len(carried)
     trips = int(max_trip.reshape(-1)[0]) if max_trip is not None else None
@@ -245,7 +281,20 @@ def _scan_infer(ctx: InferContext) -> list[Type]:
     return result[: ctx.num_outputs]
 
 
-@register("Scan", Dynamism.ISDOS, infer=_scan_infer, family=CONTROL,
+def _scan_verify(op: Op) -> list[str]:
+    out = _needs_regions(op, ("body",))
+    if out:
+        return out
+    b = op.regions["body"].block
+    n_in = len(op.operands) - (1 if op.operands and op.operands[0] is None else 0)
+    if len(b.args) > n_in:
+        out.append(f"region body takes {len(b.args)} arguments but the Scan has only {n_in} state and scan inputs")
+    if len(op.results) > len(b.outputs):
+        out.append(f"the Scan has {len(op.results)} results but its body yields {len(b.outputs)} values")
+    return out
+
+
+@register("Scan", Dynamism.ISDOS, infer=_scan_infer, family=CONTROL, verify=_scan_verify,
           note="ISDOS when the body's shapes follow from its inputs; EDO-like bodies make it EDO")
 def scan(ctx: KernelContext, *inputs: Any) -> Any:
     if ctx.opset < 9:
@@ -326,7 +375,35 @@ CALL_SCHEMA = Schema(
 )
 
 
-@register("Call", Dynamism.EDO, domain="pliant", infer=_call_infer, family=CONTROL, schema=CALL_SCHEMA,
+def _call_verify(op: Op) -> list[str]:
+    fn_name = op.attrs.get("callee")
+    block = op.parent
+    module = None
+    while block is not None and module is None:
+        parent = block.parent
+        if isinstance(parent, Function):
+            module = parent.parent
+        elif isinstance(parent, Region) and parent.parent is not None:
+            block = parent.parent.parent
+            continue
+        break
+    if module is None:
+        return []
+    if not isinstance(fn_name, str) or fn_name not in module.functions:
+        return [f"calls '{fn_name}', which is not a function of the module"]
+    callee = module.functions[fn_name]
+    out = []
+    if len(op.operands) != len(callee.inputs):
+        out.append(f"passes {len(op.operands)} arguments to '{fn_name}', which takes {len(callee.inputs)}")
+    if len(op.results) > len(callee.outputs):
+        out.append(f"expects {len(op.results)} results from '{fn_name}', which returns {len(callee.outputs)}")
+    for i, (v, a) in enumerate(zip(op.operands, callee.inputs)):
+        if v is not None and not compatible(a.type, v.type):
+            out.append(f"type mismatch: argument {i} is {v.type} but '{fn_name}' takes {a.type}")
+    return out
+
+
+@register("Call", Dynamism.EDO, domain="pliant", infer=_call_infer, family=CONTROL, schema=CALL_SCHEMA, verify=_call_verify,
           note="as dynamic as the callee; recursion makes it EDO")
 def call(ctx: KernelContext, *args: Any) -> Any:
     fn = ctx.interp.module.functions[ctx.attrs["callee"]]

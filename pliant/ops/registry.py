@@ -98,6 +98,8 @@ class OpDef:
     note: str = ""
     """Where the dynamism class depends on attributes or constant inputs, say how."""
     schema_override: Schema | None = None
+    verify: Callable[[Op], list[str]] | None = None
+    """Op-specific structural checks (region arity...): returns problems, empty if none."""
     backward_shape: Callable[..., Any] | None = None
     gradient: Callable[..., Any] | None = None
     lowering: Callable[..., Any] | None = None
@@ -126,6 +128,7 @@ def register(
     family: str | Sequence[str] = (),
     note: str = "",
     schema: Schema | None = None,
+    verify: Callable[[Op], list[str]] | None = None,
 ) -> Callable[[KernelFn], KernelFn]:
     """Register ``kernel`` as the reference kernel of op ``name``; see the module doc."""
     fams = (family,) if isinstance(family, str) else tuple(family)
@@ -134,7 +137,7 @@ def register(
         key = (domain, name)
         if key in _REGISTRY:
             raise ValueError(f"op {name} in domain '{domain}' is registered twice")
-        d = OpDef(name, domain, dynamism, kernel, infer, frozenset(fams), note, schema)
+        d = OpDef(name, domain, dynamism, kernel, infer, frozenset(fams), note, schema, verify)
         _REGISTRY[key] = d
         for f in fams:
             FAMILIES.setdefault(f, set()).add(d.qualname)
