@@ -10,14 +10,30 @@ from __future__ import annotations
 import re
 import warnings
 
+from typing import Any
+
+import onnx
 import onnx.backend.test
 
-from pliant.onnx_backend import PliantBackend
+from pliant.onnx_backend import PliantBackend, PliantRep
+from tests.helpers import assert_round_trips
 from tests.onnx_backend_expected_failures import EXPECTED_FAILURES
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 
-backend_test = onnx.backend.test.BackendTest(PliantBackend, __name__)
+
+
+class RoundTripBackend(PliantBackend):
+    """Also checks that every imported model prints and parses back to an equal module."""
+
+    @classmethod
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> PliantRep:
+        rep = super().prepare(model, device, **kwargs)
+        assert_round_trips(rep.module)
+        return rep
+
+
+backend_test = onnx.backend.test.BackendTest(RoundTripBackend, __name__)
 # NOTE: the "real" category downloads models from a hub, which this project cannot reach.
 backend_test.exclude(r"(test_bvlc_alexnet|test_densenet121|test_inception_v1|test_inception_v2|test_resnet50"
                      r"|test_shufflenet|test_squeezenet|test_vgg19|test_zfnet512)")
