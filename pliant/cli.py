@@ -104,9 +104,9 @@ def _run(args: argparse.Namespace) -> int:
     if missing and not args.random:
         raise CLIError(f"no value for input(s) {', '.join(missing)}: give --input NAME=FILE.npy or --random")
     rng = np.random.default_rng(args.seed)
-    for name, v in zip(fn.input_names, fn.inputs):
-        if name not in feeds:
-            feeds[name] = random_value(name, v.type, dims, rng)
+    for input_name, arg in zip(fn.input_names, fn.inputs):
+        if input_name not in feeds:
+            feeds[input_name] = random_value(input_name, arg.type, dims, rng)
     t0 = time.perf_counter()
     outs = pliant.interpret(module, feeds)
     dt = time.perf_counter() - t0
@@ -117,8 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         arrays = {k: np.asarray(v) for k, v in outs.items() if isinstance(v, np.ndarray)}
         for k, v in outs.items():
             if isinstance(v, list):
-                for i, e in enumerate(v):
-                    arrays[f"{k}.{i}"] = np.asarray(e)
+                for i, elem in enumerate(v):
+                    arrays[f"{k}.{i}"] = np.asarray(elem)
         np.savez(args.save, **arrays)  # type: ignore[arg-type]
         print(f"saved {len(arrays)} array(s) to {args.save}")
     return 0

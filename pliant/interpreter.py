@@ -71,7 +71,8 @@ def _check_value(name: str, t: Type, x: Any, bound: dict[str, tuple[int, str]]) 
     if isinstance(t, SequenceType):
         if not isinstance(x, (list, tuple)):
             raise FeedError(f"input '{name}' is a sequence ({t}); pass a list of arrays, got {type(x).__name__}")
-        return [_check_value(f"{name}[{i}]", t.elem, e, bound) for i, e in enumerate(x)]
+        # NOTE: elements may differ in size: each respects earlier bindings but binds nothing for the others
+        return [_check_value(f"{name}[{i}]", t.elem, e, dict(bound)) for i, e in enumerate(x)]
     if isinstance(t, OptionalType):
         return None if x is None else _check_value(name, t.elem, x, bound)
     if not isinstance(t, TensorType):
@@ -155,9 +156,9 @@ class Interpreter:
             with np.errstate(all="ignore"):
                 res = opdef.kernel(ctx, *inputs)
         except PliantError as e:
-            if op.where in str(e):
-                raise
-            raise type(e)(f"{op.where}: {e}") from None
+            if " node" in str(e) and op.regions:
+                raise  # NOTE: raised by an op inside this op's body, which already named itself
+            raise type(e)(f"{op.where} on inputs {_describe(inputs)}: {e}") from None
         except Exception as e:
             raise OpRuntimeError(
                 f"{op.where} failed on inputs {_describe(inputs)}: {type(e).__name__}: {e}"

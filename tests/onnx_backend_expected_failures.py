@@ -1,3 +1,30 @@
-"""ONNX backend tests pliant does not pass yet, each with the reason."""
+"""ONNX backend tests pliant does not pass, each with the reason.
 
-EXPECTED_FAILURES: dict[str, str] = {}
+An entry that starts passing fails the run (an unexpected success), so the list stays honest.
+"""
+
+_RANDOM = ("the expected values were drawn by another implementation's random generator; "
+           "no implementation can reproduce them, even with a seed (the spec says so)")
+
+_CODEC = ("ImageDecoder needs image codecs (JPEG, PNG, WebP, TIFF, JPEG 2000...); pliant does not take a "
+          "dependency on an imaging library for this one op")
+_GRADIENT = ("the preview Gradient op needs reverse-mode autodiff on the IR, which comes in its own issue")
+
+EXPECTED_FAILURES: dict[str, str] = {
+    **{f"test_image_decoder_decode_{k}": _CODEC for k in (
+        "bmp_rgb", "jpeg2k_rgb", "jpeg_bgr", "jpeg_grayscale", "jpeg_rgb", "png_rgb", "pnm_rgb", "tiff_rgb", "webp_rgb")},
+    "test_gradient_of_add": _GRADIENT,
+    "test_gradient_of_add_and_mul": _GRADIENT,
+    "test_bernoulli": _RANDOM,
+    "test_bernoulli_double": _RANDOM,
+    "test_bernoulli_double_expanded": _RANDOM,
+    "test_bernoulli_expanded": _RANDOM,
+    "test_bernoulli_seed": _RANDOM,
+    "test_bernoulli_seed_expanded": _RANDOM,
+    "test_loop16_seq_none": "ONNX's runner cannot compare a sequence holding a 0-d tensor (len() of unsized object); "
+                            "pliant's output matches",
+    "test_attention_4d_causal_fp16_expanded": (
+        "the function body's float16 Softmax runs in float32 and rounds once, while the expected "
+        "values round every float16 step; two elements differ by one float16 ulp, just over rtol 1e-3"
+    ),
+}

@@ -79,6 +79,7 @@ def growing_sequence_loop() -> onnx.ModelProto:
         [numpy_helper.from_array(np.array(1, np.int64), "one"),
          numpy_helper.from_array(np.array([0], np.int64), "axes0"),
          numpy_helper.from_array(np.array([0], np.int64), "start0")],
+        opset=18,
     )
 
 

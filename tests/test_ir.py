@@ -148,7 +148,7 @@ def test_verifier_reports_type_mismatch() -> None:
   }
 }"""
     m = parse_module(text)
-    with pytest.raises(VerifyError, match="type mismatch|type error"):
+    with pytest.raises(VerifyError, match=r"type mismatch|type error"):
         verify_module(m)
 
 

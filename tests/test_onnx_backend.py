@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import warnings
-
 from typing import Any
 
 import onnx

@@ -18,6 +18,8 @@ def module_difference(a: Module, b: Module) -> str | None:
     """
     if a.main != b.main:
         return f"entry functions differ: {a.main} vs {b.main}"
+    if a.metadata != b.metadata:
+        return f"metadata differs: {a.metadata} vs {b.metadata}"
     if a.opsets != b.opsets:
         return f"opsets differ: {a.opsets} vs {b.opsets}"
     if list(a.functions) != list(b.functions):

@@ -86,6 +86,18 @@ class _Parser:
 
     # -- structure -----------------------------------------------------------------
     def module(self) -> Module:
+        metadata: dict[str, str] = {}
+        while True:
+            m = re.compile(r"[ \t\r\n]*// ([^:\n]+): ([^\n]*)").match(self.text, self.pos)
+            if not m:
+                break
+            metadata[m.group(1)] = m.group(2)
+            self.pos = m.end()
+        module = self._module_body()
+        module.metadata.update(metadata)
+        return module
+
+    def _module_body(self) -> Module:
         self.expect("module")
         self.expect("@")
         main = self.name()

@@ -81,10 +81,8 @@ def refine(a: Type, b: Type) -> Type:
             return TensorType(dtype, b.shape)
         if b.shape is None or len(a.shape) != len(b.shape):
             return TensorType(dtype, a.shape)
-        dims = tuple(
-            x if isinstance(x, int) else (y if isinstance(y, int) else (x if x is not None else y))
-            for x, y in zip(a.shape, b.shape)
-        )
+        # NOTE: a dim ``a`` knows (int or symbolic) wins: ONNX's inference may pin a symbolic dim to a wrong constant
+        dims = tuple(x if x is not None else y for x, y in zip(a.shape, b.shape))
         return TensorType(dtype, dims)
     if isinstance(a, SequenceType) and isinstance(b, SequenceType):
         return SequenceType(refine(a.elem, b.elem))
