@@ -9,25 +9,14 @@ from pliant.ir.dims import Dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
 from pliant.ops.infer import broadcast_shapes, same_as_input, tensor_input
+from pliant.ops.numerics import is_float_dtype, work_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 
 LINALG = "linalg"
 
 
-def _is_float(dt: np.dtype) -> bool:
-    if np.issubdtype(dt, np.floating):
-        return True
-    try:
-        return DType.from_numpy(dt).is_float
-    except (KeyError, ValueError, TypeError):
-        return False
 
 
-def _work_dtype(dt: np.dtype) -> np.dtype:
-    """The dtype to compute in: narrow floats (float16, bfloat16, float8) are widened to float32."""
-    if _is_float(dt) and dt != np.float64:
-        return np.dtype(np.float32)
-    return dt
 
 
 # -- MatMul -------------------------------------------------------------------------
@@ -77,7 +66,7 @@ def _check_matmul(a: np.ndarray, b: np.ndarray, what: str) -> None:
 @register("MatMul", Dynamism.ISDOS, family=LINALG, infer=_matmul_infer)
 def matmul(ctx: KernelContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _check_matmul(a, b, "MatMul")
-    w = _work_dtype(a.dtype)
+    w = work_dtype(a.dtype)
     try:
         y = np.matmul(a.astype(w, copy=False), b.astype(w, copy=False))
     except ValueError as e:
@@ -113,8 +102,8 @@ def gemm(ctx: KernelContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None 
         raise OpRuntimeError(f"Gemm contraction dims differ: A' is {list(a.shape)}, B' is {list(b.shape)}")
     alpha = float(ctx.attr("alpha", 1.0))
     beta = float(ctx.attr("beta", 1.0))
-    w = _work_dtype(a.dtype)
-    if not _is_float(w) and (alpha != 1.0 or (c is not None and beta != 1.0)):
+    w = work_dtype(a.dtype)
+    if not is_float_dtype(w) and (alpha != 1.0 or (c is not None and beta != 1.0)):
         w = np.dtype(np.float64)
     y = np.matmul(a.astype(w, copy=False), b.astype(w, copy=False))
     if alpha != 1.0:
@@ -168,7 +157,7 @@ def einsum(ctx: KernelContext, *inputs: np.ndarray) -> np.ndarray:
     if not inputs:
         raise OpRuntimeError("Einsum needs at least one input")
     dt = inputs[0].dtype
-    w = _work_dtype(dt)
+    w = work_dtype(dt)
     try:
         y = np.einsum(eq, *(x.astype(w, copy=False) for x in inputs))
     except ValueError as e:
@@ -196,7 +185,7 @@ def _det_infer(ctx: InferContext) -> list[Type]:
 def det(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise OpRuntimeError(f"Det needs square matrices in the last two axes, got shape {list(x.shape)}")
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.asarray(np.linalg.det(x.astype(w, copy=False))).astype(x.dtype, copy=False)
 
 

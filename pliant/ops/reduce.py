@@ -19,6 +19,7 @@ from pliant.ir.dims import Dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
 from pliant.ops.infer import normalize_axis, same_as_input, tensor_input
+from pliant.ops.numerics import is_float_dtype, work_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 
 REDUCE = "reduce"
@@ -28,21 +29,8 @@ Axes = tuple[int, ...]
 
 # -- helpers --------------------------------------------------------------------
 
-def _is_float(dt: np.dtype) -> bool:
-    """Floating point, including the ml_dtypes ones (bfloat16, float8...)."""
-    if np.issubdtype(dt, np.floating):
-        return True
-    try:
-        return DType.from_numpy(dt).is_float
-    except (KeyError, ValueError, TypeError):
-        return False
 
 
-def _work_dtype(dt: np.dtype) -> np.dtype:
-    """The dtype to accumulate in: narrow floats are widened to float32."""
-    if _is_float(dt) and dt != np.float64:
-        return np.dtype(np.float32)
-    return dt
 
 
 def _norm_axis(axis: int, rank: int, what: str = "axis") -> int:
@@ -93,7 +81,7 @@ def _finish(r: np.ndarray, axes: Axes, keepdims: bool, dtype: np.dtype) -> np.nd
 
 
 def _sum(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.sum(x.astype(w, copy=False), axis=axes, keepdims=True, dtype=w)
 
 
@@ -102,24 +90,24 @@ def _k_sum(x: np.ndarray, axes: Axes) -> np.ndarray:
 
 
 def _k_sum_square(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     xw = x.astype(w, copy=False)
     return np.sum(xw * xw, axis=axes, keepdims=True, dtype=w)
 
 
 def _k_l1(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.sum(np.abs(x.astype(w, copy=False)), axis=axes, keepdims=True, dtype=w)
 
 
 def _k_l2(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = np.dtype(np.float64) if not _is_float(x.dtype) else _work_dtype(x.dtype)
+    w = np.dtype(np.float64) if not is_float_dtype(x.dtype) else work_dtype(x.dtype)
     xw = x.astype(w, copy=False)
     return np.sqrt(np.sum(xw * xw, axis=axes, keepdims=True, dtype=w))
 
 
 def _k_prod(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.prod(x.astype(w, copy=False), axis=axes, keepdims=True, dtype=w)
 
 
@@ -127,7 +115,7 @@ def _k_mean(x: np.ndarray, axes: Axes) -> np.ndarray:
     n = 1
     for a in axes:
         n *= x.shape[a]
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         s = _sum(x, axes)
         with np.errstate(invalid="ignore", divide="ignore"):
             return s / s.dtype.type(n) if n else np.full(s.shape, np.nan, s.dtype)
@@ -140,7 +128,7 @@ def _k_mean(x: np.ndarray, axes: Axes) -> np.ndarray:
 
 
 def _k_log_sum(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype) if _is_float(x.dtype) else np.dtype(np.float64)
+    w = work_dtype(x.dtype) if is_float_dtype(x.dtype) else np.dtype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(np.sum(x.astype(w, copy=False), axis=axes, keepdims=True, dtype=w))
 
@@ -157,7 +145,7 @@ def _k_log_sum_exp(x: np.ndarray, axes: Axes) -> np.ndarray:
 def _low(dt: np.dtype) -> object:
     if dt == np.bool_:
         return False
-    if _is_float(dt):
+    if is_float_dtype(dt):
         return -np.inf
     return np.iinfo(dt).min
 
@@ -165,18 +153,18 @@ def _low(dt: np.dtype) -> object:
 def _high(dt: np.dtype) -> object:
     if dt == np.bool_:
         return True
-    if _is_float(dt):
+    if is_float_dtype(dt):
         return np.inf
     return np.iinfo(dt).max
 
 
 def _k_max(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.max(x.astype(w, copy=False), axis=axes, keepdims=True, initial=_low(w))  # type: ignore[call-overload]
 
 
 def _k_min(x: np.ndarray, axes: Axes) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     return np.min(x.astype(w, copy=False), axis=axes, keepdims=True, initial=_high(w))  # type: ignore[call-overload]
 
 
@@ -276,7 +264,7 @@ def _arg(ctx: KernelContext, x: np.ndarray, largest: bool) -> np.ndarray:
     n = x.shape[axis]
     if n == 0:
         raise OpRuntimeError(f"{ctx.op.name} over an empty axis {axis} (input shape {list(x.shape)})")
-    xw = x.astype(_work_dtype(x.dtype), copy=False)
+    xw = x.astype(work_dtype(x.dtype), copy=False)
     find = np.argmax if largest else np.argmin
     if int(ctx.attr("select_last_index", 0)):
         idx = (n - 1) - find(np.flip(xw, axis=axis), axis=axis)
@@ -316,7 +304,7 @@ def _along_axis(ctx: KernelContext, x: np.ndarray, fn: Callable[[np.ndarray, int
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    xw = x.astype(_work_dtype(x.dtype), copy=False)
+    xw = x.astype(work_dtype(x.dtype), copy=False)
     m = np.max(xw, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, 0)
     e = np.exp(xw - m)
@@ -324,7 +312,7 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    xw = x.astype(_work_dtype(x.dtype), copy=False)
+    xw = x.astype(work_dtype(x.dtype), copy=False)
     m = np.max(xw, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, 0)
     s = xw - m
@@ -335,7 +323,7 @@ def _hardmax(x: np.ndarray, axis: int) -> np.ndarray:
     out = np.zeros(x.shape, dtype=x.dtype)
     if x.size == 0:
         return out
-    idx = np.expand_dims(np.argmax(x.astype(_work_dtype(x.dtype), copy=False), axis=axis), axis)
+    idx = np.expand_dims(np.argmax(x.astype(work_dtype(x.dtype), copy=False), axis=axis), axis)
     np.put_along_axis(out, idx, x.dtype.type(1), axis=axis)
     return out
 
@@ -363,7 +351,7 @@ def _cumulative(ctx: KernelContext, x: np.ndarray, axis_in: np.ndarray, prod: bo
     axis = _norm_axis(_scalar_int(axis_in, f"{ctx.op.name} axis"), x.ndim)
     reverse = bool(ctx.attr("reverse", 0))
     exclusive = bool(ctx.attr("exclusive", 0))
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     y = x.astype(w, copy=False)
     if reverse:
         y = np.flip(y, axis=axis)
@@ -431,7 +419,7 @@ def topk(ctx: KernelContext, x: np.ndarray, k_in: np.ndarray | None = None) -> t
     if not 0 <= k <= n:
         raise OpRuntimeError(f"TopK: k = {k} must lie in [0, {n}] (the size of axis {axis})")
     largest = bool(ctx.attr("largest", 1))
-    xw = x.astype(_work_dtype(x.dtype), copy=False)
+    xw = x.astype(work_dtype(x.dtype), copy=False)
     if largest:
         # NOTE: a stable ascending sort of the flipped axis, read backwards, gives the
         # values in descending order with equal values in ascending index order.
