@@ -20,6 +20,7 @@ from pliant.errors import OpRuntimeError, ShapeInferenceError
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType, Type
 from pliant.ops.infer import broadcast, broadcast_bool, broadcast_shapes, same_as_input, tensor_input
+from pliant.ops.numerics import is_float_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 
 UNARY = "unary"
@@ -38,14 +39,6 @@ _F64 = np.dtype(np.float64)
 
 # -- helpers -------------------------------------------------------------------
 
-def _is_float(dt: np.dtype[Any]) -> bool:
-    """Whether ``dt`` is a floating-point type, NumPy's own or one of ml_dtypes'."""
-    if dt.kind == "f":
-        return True
-    try:
-        return DType.from_numpy(dt).is_float
-    except ValueError:
-        return False
 
 
 def _is_small_int(dt: np.dtype[Any]) -> bool:
@@ -184,7 +177,7 @@ def erf(x: Array) -> Array:
 # -- unary math ------------------------------------------------------------------
 
 def _sign(x: Array) -> Array:
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op(x, np.sign)
     if x.dtype.kind == "u":
         return (x != 0).astype(x.dtype)
@@ -192,7 +185,7 @@ def _sign(x: Array) -> Array:
 
 
 def _abs(x: Array) -> Array:
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op(x, np.abs)
     if x.dtype.kind == "u":
         return x.copy()
@@ -200,7 +193,7 @@ def _abs(x: Array) -> Array:
 
 
 def _neg(x: Array) -> Array:
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op(x, np.negative)
     return np.negative(x).astype(x.dtype, copy=False)
 
@@ -261,14 +254,14 @@ def sign(ctx: KernelContext, x: Array) -> Array:
 
 @register("IsNaN", Dynamism.ISDOS, family=(UNARY, LOGICAL), infer=_unary_bool_infer)
 def isnan(ctx: KernelContext, x: Array) -> Array:
-    if not _is_float(x.dtype):
+    if not is_float_dtype(x.dtype):
         return np.zeros(x.shape, dtype=bool)
     return np.isnan(x if x.dtype.kind == "f" else x.astype(np.float32))
 
 
 @register("IsInf", Dynamism.ISDOS, family=(UNARY, LOGICAL), infer=_unary_bool_infer)
 def isinf(ctx: KernelContext, x: Array) -> Array:
-    if not _is_float(x.dtype):
+    if not is_float_dtype(x.dtype):
         return np.zeros(x.shape, dtype=bool)
     xf = x if x.dtype.kind == "f" else x.astype(np.float32)
     pos = bool(ctx.attr("detect_positive", 1))
@@ -295,7 +288,7 @@ def bitwise_not(ctx: KernelContext, x: Array) -> Array:
 
 def _arith(ctx: KernelContext, a: Array, b: Array, fn: Callable[[Array, Array], Array]) -> Array:
     b = _legacy_b(ctx, a, b)
-    if _is_float(a.dtype):
+    if is_float_dtype(a.dtype):
         return _float_op2(a, b, fn)
     if _is_small_int(a.dtype):
         return _wrap_int(fn(a.astype(np.int64), b.astype(np.int64)), a.dtype)
@@ -329,7 +322,7 @@ def _int_trunc_div(a: Array, b: Array) -> Array:
 @register("Div", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer))
 def div(ctx: KernelContext, a: Array, b: Array) -> Array:
     b = _legacy_b(ctx, a, b)
-    if _is_float(a.dtype):
+    if is_float_dtype(a.dtype):
         return _float_op2(a, b, np.divide)
     _check_int_divisor(b, "Div")
     if _is_small_int(a.dtype):
@@ -341,7 +334,7 @@ def div(ctx: KernelContext, a: Array, b: Array) -> Array:
 def mod(ctx: KernelContext, a: Array, b: Array) -> Array:
     fmod = bool(ctx.attr("fmod", 0))
     fn = np.fmod if fmod else np.mod
-    if _is_float(a.dtype):
+    if is_float_dtype(a.dtype):
         return _float_op2(a, b, fn)
     _check_int_divisor(b, "Mod")
     return np.asarray(fn(a, b)).astype(a.dtype, copy=False)
@@ -365,12 +358,12 @@ def _int_pow(a: Array, e: Array) -> Array:
 @register("Pow", Dynamism.ISDOS, family=BINARY, infer=_binary_infer)
 def pow_(ctx: KernelContext, a: Array, b: Array) -> Array:
     b = _legacy_b(ctx, a, b)
-    if _is_float(a.dtype):
+    if is_float_dtype(a.dtype):
         if a.dtype == _F32 and b.dtype == _F32:
             return np.power(a, b)
-        ct = _F64 if (a.dtype == _F64 or not _is_float(b.dtype) or b.dtype == _F64) else _F32
+        ct = _F64 if (a.dtype == _F64 or not is_float_dtype(b.dtype) or b.dtype == _F64) else _F32
         return np.power(a.astype(ct), b.astype(ct)).astype(a.dtype)
-    if _is_float(b.dtype):
+    if is_float_dtype(b.dtype):
         r = np.power(a.astype(np.float64), b.astype(np.float64))
         return _cast_array(r, DType.from_numpy(a.dtype), True, "up")
     return _int_pow(a, b)
@@ -432,7 +425,7 @@ def _comparable(a: Array, b: Array) -> tuple[Array, Array]:
     if a.dtype.kind == "O" or b.dtype.kind == "O":
         return a, b
     if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
-        if _is_float(a.dtype) or _is_float(b.dtype):
+        if is_float_dtype(a.dtype) or is_float_dtype(b.dtype):
             return a.astype(np.float32), b.astype(np.float32)
         return a.astype(np.int64), b.astype(np.int64)
     return a, b
@@ -494,7 +487,7 @@ def prelu(ctx: KernelContext, x: Array, slope: Array) -> Array:
             s = s.reshape((s.shape[0],) + (1,) * (x.ndim - 2))
         else:
             raise OpRuntimeError(f"PRelu: slope of shape {slope.shape} does not broadcast to input shape {x.shape}")
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op2(x, s, lambda a, b: np.where(a < 0, a * b, a))
     return np.where(x < 0, x * s, x).astype(x.dtype, copy=False)
 
@@ -506,7 +499,7 @@ def _variadic(name: str, xs: tuple[Array, ...], fn: Callable[[Array, Array], Arr
     if not arrs:
         raise OpRuntimeError(f"{name} needs at least one input")
     dt = arrs[0].dtype
-    if _is_float(dt):
+    if is_float_dtype(dt):
         ct = _compute_dtype(dt)
         acc = arrs[0].astype(ct)
         for x in arrs[1:]:
@@ -546,7 +539,7 @@ def mean(ctx: KernelContext, *xs: Array) -> Array:
     dt = xs[0].dtype
     n = sum(1 for x in xs if x is not None)
     total = _variadic("Mean", xs, np.add)
-    if _is_float(dt):
+    if is_float_dtype(dt):
         return (total / n).astype(dt)
     return _back(_int_trunc_div(total, np.asarray(n, dtype=total.dtype)), dt)
 
@@ -561,7 +554,7 @@ def _back(r: Array, dt: np.dtype[Any]) -> Array:
 
 def _act(name: str, fn: Callable[[Array, KernelContext], Array], int_ok: bool = False) -> None:
     def kernel(ctx: KernelContext, x: Array) -> Array:
-        if not _is_float(x.dtype):
+        if not is_float_dtype(x.dtype):
             if int_ok:
                 return np.asarray(fn(x, ctx)).astype(x.dtype, copy=False)
             raise OpRuntimeError(f"{name} takes floating-point input, got {x.dtype}")
@@ -624,7 +617,7 @@ _act("Gelu", _gelu)
 def shrink(ctx: KernelContext, x: Array) -> Array:
     lambd = float(ctx.attr("lambd", 0.5))
     bias = float(ctx.attr("bias", 0.0))
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op(x, lambda v: np.where(v < -lambd, v + bias, np.where(v > lambd, v - bias, 0)))
     # NOTE: integer inputs: compare in float64, add the bias and wrap back to the type.
     xf = x.astype(np.float64)
@@ -652,7 +645,7 @@ def clip(ctx: KernelContext, x: Array, lo: Array | None = None, hi: Array | None
             r = np.minimum(r, np.asarray(hi_v).astype(v.dtype))
         return r
 
-    if _is_float(x.dtype):
+    if is_float_dtype(x.dtype):
         return _float_op(x, f)
     if _is_small_int(x.dtype):
         return f(x.astype(np.int64)).astype(x.dtype)
@@ -787,7 +780,7 @@ def _cast_array(x: Array, to: DType, saturate: bool, round_mode: str) -> Array:
     tgt = to.numpy
     if x.dtype == tgt:
         return x.copy()
-    src_float = _is_float(x.dtype)
+    src_float = is_float_dtype(x.dtype)
     w = _widen(x)
     if to == DType.BOOL:
         return np.asarray(w != 0, dtype=bool)

@@ -14,6 +14,7 @@ from pliant.errors import OpRuntimeError, ShapeInferenceError
 from pliant.ir.dims import Dim
 from pliant.ir.types import ANY, TensorType, Type
 from pliant.ops.infer import tensor_input
+from pliant.ops.numerics import work_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 
 LOSS = "loss"
@@ -22,10 +23,6 @@ _REDUCTIONS = ("none", "sum", "mean")
 _NOTE = "the output is a scalar for reduction 'sum'/'mean' and shaped like the target for 'none'"
 
 
-def _work_dtype(dt: np.dtype) -> np.dtype:
-    if dt == np.float64:
-        return dt
-    return np.dtype(np.float32)
 
 
 def _reduction(attr: object) -> str:
@@ -100,7 +97,7 @@ def _ignore_index(ctx: KernelContext) -> int | None:
 
 @register("NegativeLogLikelihoodLoss", Dynamism.ISDOS, family=LOSS, infer=_loss_infer, note=_NOTE)
 def nll_loss(ctx: KernelContext, x: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    w = _work_dtype(x.dtype)
+    w = work_dtype(x.dtype)
     red = _reduction(ctx.attrs.get("reduction"))
     out = _nll(x.astype(w, copy=False), target, weight, red, _ignore_index(ctx), "NegativeLogLikelihoodLoss")
     return out.astype(x.dtype, copy=False)
@@ -119,7 +116,7 @@ def softmax_cross_entropy_loss(
 ) -> tuple[np.ndarray, np.ndarray]:
     if scores.ndim < 2:
         raise OpRuntimeError(f"SoftmaxCrossEntropyLoss: scores must have shape (N, C, d1, ...), got {list(scores.shape)}")
-    w = _work_dtype(scores.dtype)
+    w = work_dtype(scores.dtype)
     log_p = _log_softmax_axis1(scores.astype(w, copy=False))
     red = _reduction(ctx.attrs.get("reduction"))
     loss = _nll(log_p, labels, weights, red, _ignore_index(ctx), "SoftmaxCrossEntropyLoss")
