@@ -32,5 +32,15 @@ __all__ = [
     "UnsupportedOpError",
     "VerifyError",
     "interpret",
+    "tc",
     "load",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # NOTE: the kernel language pulls in its compiler toolchain; load it only when used
+    if name == "tc":
+        import importlib
+
+        return importlib.import_module("pliant.tc")
+    raise AttributeError(f"module 'pliant' has no attribute '{name}'")

@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="import and run the bundled dynamic model")
     d.set_defaults(func=_demo)
+
+    from pliant.kernels.cli import add_tune_command
+
+    add_tune_command(sub)
     return p
 
 

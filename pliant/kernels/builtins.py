@@ -1,0 +1,137 @@
+"""The builtin functions of the kernel language: one table, one row per function.
+
+Each row gives the arity, how argument types combine (``FLOAT``: arguments are
+converted to a float type, at least float32; ``NUMERIC``: the common type of the
+arguments, integers included), and the C text for float32, float64 and integer
+arguments.  ``{0}``, ``{1}`` are the arguments; ``{T}`` is ``i32`` or ``i64``.
+``libm`` names the C math function whose SIMD variant (glibc's libmvec) the
+vectoriser may call, when the toolchain has one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Kind(enum.Enum):
+    FLOAT = "float"
+    NUMERIC = "numeric"
+
+
+@dataclass(frozen=True, slots=True)
+class Builtin:
+    name: str
+    arity: int
+    kind: Kind
+    f32: str
+    f64: str
+    integer: str | None = None
+    libm: str | None = None
+
+
+def _libm1(name: str) -> Builtin:
+    return Builtin(name, 1, Kind.FLOAT, f"{name}f({{0}})", f"{name}({{0}})", libm=name)
+
+
+def _libm2(name: str, vector: bool = True) -> Builtin:
+    return Builtin(
+        name, 2, Kind.FLOAT, f"{name}f({{0}}, {{1}})", f"{name}({{0}}, {{1}})", libm=name if vector else None
+    )
+
+
+_VECTOR_UNARY = (
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "cbrt",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "erf",
+    "erfc",
+)
+
+BUILTINS: dict[str, Builtin] = {
+    **{n: _libm1(n) for n in _VECTOR_UNARY},
+    "exp": Builtin("exp", 1, Kind.FLOAT, "pl_expf({0})", "exp({0})", libm="exp"),
+    "sqrt": Builtin("sqrt", 1, Kind.FLOAT, "sqrtf({0})", "sqrt({0})"),
+    "rsqrt": Builtin("rsqrt", 1, Kind.FLOAT, "(1.0f / sqrtf({0}))", "(1.0 / sqrt({0}))"),
+    "sigmoid": Builtin("sigmoid", 1, Kind.FLOAT, "pl_sigmoidf({0})", "pl_sigmoid({0})"),
+    "floor": Builtin("floor", 1, Kind.FLOAT, "floorf({0})", "floor({0})"),
+    "ceil": Builtin("ceil", 1, Kind.FLOAT, "ceilf({0})", "ceil({0})"),
+    "round": Builtin("round", 1, Kind.FLOAT, "rintf({0})", "rint({0})"),  # half to even, as NumPy
+    "trunc": Builtin("trunc", 1, Kind.FLOAT, "truncf({0})", "trunc({0})"),
+    "pow": _libm2("pow"),
+    "atan2": _libm2("atan2"),
+    "hypot": _libm2("hypot"),
+    "fmax": _libm2("fmax", vector=False),
+    "fmin": _libm2("fmin", vector=False),
+    "fmod": _libm2("fmod", vector=False),
+    "copysign": _libm2("copysign", vector=False),
+    "abs": Builtin("abs", 1, Kind.NUMERIC, "fabsf({0})", "fabs({0})", "pl_abs_{T}({0})"),
+    "min": Builtin("min", 2, Kind.NUMERIC, "fminf({0}, {1})", "fmin({0}, {1})", "pl_min_{T}({0}, {1})"),
+    "max": Builtin("max", 2, Kind.NUMERIC, "fmaxf({0}, {1})", "fmax({0}, {1})", "pl_max_{T}({0}, {1})"),
+    "sign": Builtin("sign", 1, Kind.NUMERIC, "pl_signf({0})", "pl_sign({0})", "pl_sign_{T}({0})"),
+}
+
+C_HELPERS = """\
+static inline float pl_expf(float x) {
+  /* exp(x) = 2^n * exp(r), r = x - n ln2 in [-ln2/2, ln2/2]: degree-7 Taylor (error < 0.1 ulp) and
+     Cody-Waite reduction; straight-line arithmetic, so loops calling it vectorise without libmvec. */
+  x = x > 89.0f ? 89.0f : x;
+  x = x < -104.0f ? -104.0f : x;
+  float n = rintf(x * 1.44269504088896341f);
+  float r = fmaf(n, -0.693145751953125f, x);
+  r = fmaf(n, -1.42860682030941723e-06f, r);
+  float p = 1.98412698e-04f;
+  p = fmaf(p, r, 1.38888889e-03f);
+  p = fmaf(p, r, 8.33333333e-03f);
+  p = fmaf(p, r, 4.16666667e-02f);
+  p = fmaf(p, r, 1.66666667e-01f);
+  p = fmaf(p, r, 0.5f);
+  p = fmaf(p, r, 1.0f);
+  p = fmaf(p, r, 1.0f);
+  int32_t ni = (int32_t)n, h = ni >> 1;
+  union { int32_t i; float f; } s1 = { (h + 127) << 23 }, s2 = { (ni - h + 127) << 23 };
+  return p * s1.f * s2.f;
+}
+static inline float pl_sigmoidf(float x) { return 1.0f / (1.0f + pl_expf(-x)); }
+static inline double pl_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static inline float pl_signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
+static inline double pl_sign(double x) { return (double)((x > 0.0) - (x < 0.0)); }
+#define PL_INT_HELPERS(T, S) \\
+  static inline T pl_abs_##S(T x) { return x < 0 ? -x : x; } \\
+  static inline T pl_min_##S(T a, T b) { return a < b ? a : b; } \\
+  static inline T pl_max_##S(T a, T b) { return a > b ? a : b; } \\
+  static inline T pl_sign_##S(T x) { return (T)((x > 0) - (x < 0)); } \\
+  static inline T pl_floordiv_##S(T a, T b) { if (b == 0) return 0; if (b == -1) return (T)(0ULL - (unsigned long long)a); T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; } \\
+  static inline T pl_floormod_##S(T a, T b) { if (b == 0 || b == -1) return 0; T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+PL_INT_HELPERS(int32_t, i32)
+PL_INT_HELPERS(int64_t, i64)
+static inline float pl_min_f32(float a, float b) { return b < a ? b : a; }
+static inline float pl_max_f32(float a, float b) { return b > a ? b : a; }
+static inline double pl_min_f64(double a, double b) { return b < a ? b : a; }
+static inline double pl_max_f64(double a, double b) { return b > a ? b : a; }
+static inline float pl_floormodf(float a, float b) { float r = fmodf(a, b); return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r; }
+static inline double pl_floormod(double a, double b) { double r = fmod(a, b); return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r; }
+"""
+"""C definitions every kernel's prelude includes.  Integer division by zero gives 0, as in NumPy."""
+
+
+def builtin_names() -> str:
+    """The builtins as a comma-separated list (for error messages)."""
+    return ", ".join(sorted(BUILTINS))
