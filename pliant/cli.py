@@ -60,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="import and run the bundled dynamic model")
     d.set_defaults(func=_demo)
 
+    from pliant.bench.cli import add_bench_command
     from pliant.kernels.cli import add_tune_command
 
     add_tune_command(sub)
+    add_bench_command(sub)
     return p
 
 

@@ -1,0 +1,45 @@
+"""A quick tour of the suite for ``pliant demo``: three dynamic models, every case, checked against PyTorch.
+
+For each model it imports the committed ONNX with pliant, runs each case
+with the reference interpreter, shows the path the control flow took and
+checks the outputs against the PyTorch eager outputs stored with the suite.
+Needs only the suite's files (no PyTorch, no ONNX Runtime).
+
+>>> run_suite_demo()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pliant.bench.compare import compare_outputs
+from pliant.bench.spec import load_case, load_suite
+
+DEMO_MODELS = ("gpt_generate", "skipnet_resnet", "yolo_nms")
+
+
+def run_suite_demo(suite_dir: str | Path | None = None, models: Sequence[str] = DEMO_MODELS,
+                   say: Callable[[str], None] = print) -> int:
+    """Run ``models`` of the suite with the interpreter; returns 0 when every output matched."""
+    import pliant
+    from pliant.bench.cli import default_suite_dir
+
+    root = Path(suite_dir) if suite_dir is not None else default_suite_dir()
+    failures = 0
+    for model in load_suite(root, list(models)):
+        spec = model.spec
+        t0 = time.perf_counter()
+        module = pliant.load(str(model.onnx_path))
+        say(f"{spec.name}: {spec.title} - {spec.dynamism} (imported in {time.perf_counter() - t0:.2f} s)")
+        for i, case in enumerate(spec.cases):
+            feeds, reference = load_case(model.reference_path, i, spec)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            outs = pliant.interpret(module, feeds)
+            ms = (time.perf_counter() - t0) * 1e3
+            diff = compare_outputs(outs, reference, atol=spec.atol, rtol=spec.rtol)
+            failures += not diff.ok
+            path = f", {spec.path_output} = {outs[spec.path_output].tolist()}" if spec.path_output else ""
+            say(f"  {case.name:16s} {ms:8.1f} ms{path}; vs PyTorch: {'ok' if diff.ok else 'MISMATCH'} ({diff.summary()})")
+    return 1 if failures else 0
