@@ -57,6 +57,8 @@ def configure_parser(b: argparse.ArgumentParser) -> None:
                    help="import MODULE (which registers more systems with pliant.bench.register_system)")
     b.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     b.add_argument("--list", action="store_true", help="list the suite's models and the known systems, then stop")
+    b.add_argument("--note", metavar="TEXT", help="a remark printed in the report (e.g. what else ran on the machine)")
+    b.add_argument("--render", metavar="RESULTS.json", help="write the Markdown and PNG again from a results file, run nothing")
     b.set_defaults(func=run_bench_command)
 
 
@@ -109,6 +111,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if unknown:
         raise BenchError(f"unknown system(s) {', '.join(unknown)} (known: {', '.join(system_names())}; add one with --plugin)")
 
+    if args.render:
+        return _render(Path(args.render), args)
     if args.list:
         for m in load_suite(Path(args.suite) if args.suite else default_suite_dir()):
             print(f"{m.name:18s} {m.spec.title}: {m.spec.dynamism}; cases {', '.join(c.name for c in m.spec.cases)}")
@@ -138,11 +142,30 @@ def run_bench_command(args: argparse.Namespace) -> int:
                              plugins=tuple(args.plugin), cases=tuple(_csv(args.cases)), title=title,
                              reference=reference_text)
         report = run_benchmark(models, config)
+    if args.note:
+        report["settings"]["note"] = args.note
     for path in write_report(report, args.out, stem, plot=not args.no_plot):
         print(f"wrote {path}")
     bad = [c for c in report["cells"] if c["status"] == "mismatch"]
     if bad:
         print(f"{len(bad)} cell(s) with outputs outside tolerance: see the report", file=sys.stderr)
+    return 0
+
+
+def _render(path: Path, args: argparse.Namespace) -> int:
+    import json
+
+    from pliant.bench.report import write_report
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BenchError(f"cannot read results '{path}': {e}") from None
+    if args.note:
+        report["settings"]["note"] = args.note
+    out = Path(args.out) if args.out != "benchmarks/results" else path.parent
+    for written in write_report(report, out, args.name or path.stem, plot=not args.no_plot):
+        print(f"wrote {written}")
     return 0
 
 

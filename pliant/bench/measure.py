@@ -148,8 +148,37 @@ class CpuSample:
     own_s: float
 
 
-def cpu_sample(own: int = resource.RUSAGE_SELF) -> CpuSample:
-    """Machine-wide busy and steal CPU seconds (``/proc/stat``) and this process's (or its children's) CPU seconds."""
+def session_cpu_s() -> float | None:
+    """CPU seconds of the live processes in this process's session (itself, compile helpers it started), or None.
+
+    The harness starts each worker as a session leader, so this counts the
+    worker and every helper it spawned (torch.compile's compile workers) as the
+    worker's own, not as load from other processes.
+    """
+    sid = os.getsid(0)
+    total = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid pgrp session ... utime(12) stime(13)
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
+
+
+def cpu_sample(own: int = resource.RUSAGE_SELF, session: bool = False) -> CpuSample:
+    """Machine-wide busy and steal CPU seconds (``/proc/stat``) and this process's (or its children's) CPU seconds.
+
+    With ``session``, the own time is that of the whole session (see :func:`session_cpu_s`) plus the children
+    already reaped.
+    """
     busy = steal = 0.0
     try:
         with open("/proc/stat") as f:
@@ -160,7 +189,13 @@ def cpu_sample(own: int = resource.RUSAGE_SELF) -> CpuSample:
     except (OSError, ValueError):
         pass
     ru = resource.getrusage(own)
-    return CpuSample(time.perf_counter(), busy, steal, ru.ru_utime + ru.ru_stime)
+    own_s = ru.ru_utime + ru.ru_stime
+    if session:
+        live = session_cpu_s()
+        if live is not None:
+            reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+            own_s = live + reaped.ru_utime + reaped.ru_stime
+    return CpuSample(time.perf_counter(), busy, steal, own_s)
 
 
 def other_load(before: CpuSample, after: CpuSample) -> dict[str, float]:

@@ -158,6 +158,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     load = _load_sentence(report)
     if load:
         out += [load, ""]
+    if st.get("note"):
+        out += [f"**Note:** {st['note']}", ""]
     idx = _index(report)
     rows = _rows(report)
     base = "onnxruntime" if "onnxruntime" in systems else None
@@ -198,8 +200,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(_table(["model", "case", *systems], body))
         out.append("")
         out += [f"## Peak memory above the idle process (MB){suffix}", "",
-                "Resident-set peak during the case minus the worker's RSS before it loaded the model (so weights count); "
-                "in brackets, the allocator's own peak for one call where the system reports one.", ""]
+                "Resident-set peak during the case minus the worker's RSS before it loaded the model (so weights count; "
+                "torch.compile's first case includes compiling); in brackets, the allocator's own peak for one call "
+                "where the system reports one.", ""]
         body = []
         for mo, ca, _ in rows:
             row = [mo, ca]

@@ -90,7 +90,7 @@ def run_job(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
     result["idle_rss"] = baseline
     result["peak_reset"] = reset_peak_rss()
 
-    before = cpu_sample()
+    before = cpu_sample(session=True)
     t0 = time.perf_counter()
     try:
         runner = system.load(model)
@@ -105,7 +105,7 @@ def run_job(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
         traceback.print_exc(limit=-3, file=sys.stderr)
         save()
         return result
-    result["load"]["cpu"] = other_load(before, cpu_sample())
+    result["load"]["cpu"] = other_load(before, cpu_sample(session=True))
     save()
 
     for index in job["cases"]:
@@ -122,7 +122,7 @@ def run_job(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
             continue
         gc.collect()
         reset_peak_rss()
-        before = cpu_sample()
+        before = cpu_sample(session=True)
         try:
             t0 = time.perf_counter()
             outs = runner(feeds)
@@ -143,7 +143,7 @@ def run_job(job: dict[str, Any], result_path: Path) -> dict[str, Any]:
             cell["status"] = "failed"
             cell["error"] = describe_error(e)
             log(system.name, f"{spec.name} {case.name}: failed: {cell['error']}")
-        cell["cpu"] = other_load(before, cpu_sample())
+        cell["cpu"] = other_load(before, cpu_sample(session=True))
         result["notes"] = system.notes()
         save()
     return result

@@ -209,3 +209,10 @@ def test_a_worker_past_its_time_limit_is_stopped_and_recorded(tmp_path: Path) ->
     rep = run_benchmark(load_suite(root), config, progress=lambda s: None)
     assert [c["status"] for c in rep["cells"]] == ["timeout", "timeout"]
     assert "limit" in rep["cells"][0]["error"]
+
+
+def test_render_rewrites_markdown_and_plot_from_json(report: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    _, out = report
+    assert bench_main(["--render", str(out / "tiny.json"), "--out", str(tmp_path), "--name", "again"]) == 0
+    assert (tmp_path / "again.md").read_text() == (out / "tiny.md").read_text()
+    assert (tmp_path / "again.png").read_bytes() == (out / "tiny.png").read_bytes()
