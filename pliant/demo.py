@@ -139,7 +139,22 @@ def run_demo(out: Any = print) -> int:
             failures += not ok
             line += f"; onnxruntime max |diff| = {err:.1e} {'ok' if ok else 'MISMATCH'}"
         out(line)
+    failures += _suite_demo(out)
     return 1 if failures else 0
+
+
+def _suite_demo(out: Any) -> int:
+    """Run a few models of the benchmark suite when this is a source checkout that has them."""
+    from pliant.bench.cli import default_suite_dir
+    from pliant.bench.demo import run_suite_demo
+
+    root = default_suite_dir()
+    if not (root / "suite.json").exists():
+        out("(the benchmark suite's models are not in this installation: run from a source checkout to see them)")
+        return 0
+    out("")
+    out("models from the dynamic model suite (benchmarks/models), interpreted and checked against PyTorch's outputs:")
+    return run_suite_demo(root, say=out)
 
 
 def _positive(res: dict[str, Any]) -> bool:
