@@ -53,10 +53,14 @@ def parse_sizes(text: str) -> dict[str, int]:
     return out
 
 
-def random_inputs(kernel: Any, sizes: dict[str, int], seed: int) -> list[np.ndarray]:
-    """Random arrays for ``kernel``'s inputs at ``sizes`` (integers in [0, smallest size))."""
-    rng = np.random.default_rng(seed)
-    high = max(1, min(sizes.values(), default=1))
+def random_inputs(kernel: Any, sizes: dict[str, int], seed: int | np.random.Generator,
+                  int_range: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Random arrays for ``kernel``'s inputs at ``sizes``.
+
+    Integers are drawn from ``int_range`` (default [0, smallest size), so they are valid indices).
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    low, high = int_range if int_range is not None else (0, max(1, min(sizes.values(), default=1)))
     out = []
     for t in kernel.signature.inputs:
         shape = tuple(sizes[d] if isinstance(d, str) else d for d in t.dims)
@@ -66,7 +70,7 @@ def random_inputs(kernel: Any, sizes: dict[str, int], seed: int) -> list[np.ndar
         elif dt.kind == "b":
             out.append(rng.random(shape) < 0.5)
         else:
-            out.append(rng.integers(0, high, shape).astype(dt))
+            out.append(rng.integers(low, high, shape).astype(dt))
     return out
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pliant.kernels.cli import random_inputs
+
 Arrays = list[Any]
 
 
@@ -349,14 +351,4 @@ def make_inputs(case: Case, kernel: Any, sizes: dict[str, int], seed: int) -> Ar
     rng = np.random.default_rng(seed)
     if case.make is not None:
         return case.make(sizes, rng)
-    out = []
-    for t in kernel.signature.inputs:
-        shape = tuple(sizes[d] if isinstance(d, str) else d for d in t.dims)
-        dt = t.dtype.numpy
-        if dt.kind == "f":
-            out.append(rng.standard_normal(shape).astype(dt))
-        elif dt.kind == "b":
-            out.append(rng.random(shape) < 0.5)
-        else:
-            out.append(rng.integers(-10, 10, shape).astype(dt))
-    return out
+    return random_inputs(kernel, sizes, rng, int_range=(-10, 10))
