@@ -1,4 +1,4 @@
-"""The ``pliant`` command line: show, run, ops, demo."""
+"""The ``pliant`` command line: show, run, analyze, ops, demo (and tune, bench)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--save", metavar="OUT.npz", help="write the outputs to an .npz file")
     r.set_defaults(func=_run)
 
+    a = sub.add_parser("analyze", help="symbolic shape analysis (RDP): shapes, dim shares, symbols, peak memory")
+    a.add_argument("model", help="an ONNX file")
+    a.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    a.add_argument("--all", action="store_true", help="list every value (the text report shows the first 50)")
+    a.add_argument("--ir", action="store_true", help="print the IR with the inferred types instead of the report")
+    a.add_argument("--dim", "-d", action="append", default=[], metavar="SYMBOL=N",
+                   help="evaluate the peak memory at these input sizes")
+    a.add_argument("--no-backward", action="store_true", help="forward propagation only")
+    a.set_defaults(func=_analyze)
+
     o = sub.add_parser("ops", help="list the operators pliant defines")
     o.add_argument("--family", help="only this family (e.g. unary, control, shape)")
     o.set_defaults(func=_ops)
@@ -75,6 +85,51 @@ def _show(args: argparse.Namespace) -> int:
     module = pliant.load(args.model)
     sys.stdout.write(print_module(module, elide_tensors=not args.full))
     return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    import pliant
+    from pliant.analysis.rdp import analyze
+    from pliant.analysis.report import analysis_json, text_report
+    from pliant.ir.dims import compile_dims, parse_dim
+    from pliant.ir.printer import print_module
+
+    module = pliant.load(args.model)
+    analysis = analyze(module, backward=not args.no_backward)
+    if args.ir:
+        sys.stdout.write(print_module(module))
+        return 0
+    doc = analysis_json(module, analysis)
+    dims = {k: _int_arg(k, v, "--dim") for k, v in _parse_assignments(args.dim, "--dim").items()}
+    if dims:
+        unknown = sorted(set(dims) - set(analysis.input_symbols))
+        if unknown:
+            raise CLIError(f"--dim {unknown[0]}: the model has no input symbol '{unknown[0]}' "
+                           f"(its symbols: {', '.join(analysis.input_symbols) or 'none'})")
+        peak = doc["summary"]["peak_memory_bytes"]
+        d = parse_dim(str(peak))
+        try:
+            value = compile_dims([d])(dims)[0]
+        except KeyError as e:
+            raise CLIError(f"the peak memory {peak} needs a size for {e.args[0]}: add --dim {e.args[0]}=N") from None
+        doc["summary"]["peak_memory_at"] = {"dims": dims, "bytes": value}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    sys.stdout.write(text_report(module, analysis, doc, limit=None if args.all else 50))
+    if dims:
+        at = doc["summary"]["peak_memory_at"]
+        print(f"peak activation memory at {', '.join(f'{k}={v}' for k, v in dims.items())}: {at['bytes']} bytes")
+    return 0
+
+
+def _int_arg(name: str, value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise CLIError(f"bad {what} {name}={value}: the size must be an integer") from None
 
 
 def _parse_assignments(items: list[str], what: str) -> dict[str, str]:

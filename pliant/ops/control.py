@@ -17,6 +17,7 @@ from pliant.ir.dims import Dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type, compatible
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, ParamSpec, Schema, register
+from pliant.ops.symvalue import unary_value
 
 CONTROL = "control"
 
@@ -60,7 +61,7 @@ def _identity_infer(ctx: InferContext) -> list[Type]:
     return [t if t is not None else ANY]
 
 
-@register("Identity", Dynamism.ISDOS, infer=_identity_infer, family=CONTROL)
+@register("Identity", Dynamism.ISDOS, infer=_identity_infer, family=CONTROL, value=unary_value)
 def identity(ctx: KernelContext, x: Any) -> Any:
     return x
 

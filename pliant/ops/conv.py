@@ -18,7 +18,7 @@ import sympy
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim, dim_expr, sym_dim
+from pliant.ir.dims import Dim, d_mul, dim_expr, sym_dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType, Type
 from pliant.ops.infer import tensor_input
@@ -246,7 +246,15 @@ def _conv_infer(ctx: InferContext) -> list[Type]:
     return [TensorType(tx.dtype if tx else None, _conv_infer_shape(ctx))]
 
 
-@register("Conv", Dynamism.ISDOS, infer=_conv_infer, family=CONV)
+def _conv_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    """Input channels = weight channels x group."""
+    tx, tw = tensor_input(ctx, 0), tensor_input(ctx, 1)
+    if tx is None or tw is None or not tx.shape or not tw.shape or len(tx.shape) < 2 or len(tw.shape) < 2:
+        return []
+    return [(tx.shape[1], d_mul(tw.shape[1], int(ctx.attr("group", 1))))]
+
+
+@register("Conv", Dynamism.ISDOS, infer=_conv_infer, family=CONV, backward=_conv_backward)
 def conv(ctx: KernelContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     strides, dil, pb, pe, outs = _conv_setup(ctx, x, w)
     dt = acc_dtype(x.dtype)

@@ -6,20 +6,22 @@ import math
 from typing import Any
 
 import numpy as np
+import sympy
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim
+from pliant.ir.dims import Dim, Sym, d_max, d_sub, sym_dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import Type
+from pliant.ops import symvalue
 from pliant.ops.infer import normalize_axis
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 from pliant.ops.shape import (
     SHAPE,
-    const_ints,
     in_dtype,
     in_shape,
     ints,
     norm_axis_rt,
+    size_dims,
     static_rank_of_1d,
     tensor_result,
     unknown_dims,
@@ -38,16 +40,17 @@ def _cos_value(attrs: dict[str, Any]) -> np.ndarray:
 def _constantofshape_infer(ctx: InferContext) -> list[Type]:
     v = _cos_value(ctx.attrs)
     dtype = DType.from_numpy(v.dtype) if v.dtype != object else DType.STRING
-    target = const_ints(ctx, 0)
+    target = size_dims(ctx, 0)
     if target is None:
         n = static_rank_of_1d(ctx, 0)
         return tensor_result(dtype, unknown_dims(n) if n is not None else None)
-    if any(d < 0 for d in target):
+    if any(isinstance(d, int) and d < 0 for d in target):
         raise ShapeInferenceError(f"ConstantOfShape: negative dims in {target}")
     return tensor_result(dtype, target)
 
 
 @register("ConstantOfShape", Dynamism.ISVDOS, infer=_constantofshape_infer, family=SHAPE,
+          value=symvalue.constant_of_shape_value,
           note="ISDOS when the shape input is a constant")
 def constantofshape(ctx: KernelContext, shape_in: np.ndarray) -> np.ndarray:
     v = _cos_value(ctx.attrs)
@@ -72,11 +75,31 @@ def _range_count(start: Any, limit: Any, delta: Any, integral: bool) -> int:
     return max(n, 0)
 
 
+def range_length(start: Dim, limit: Dim, delta: Dim) -> Dim:
+    """The number of elements of ``Range(start, limit, delta)`` on dims (exact rationals for floats)."""
+    if start is None or limit is None or delta is None or delta == 0:
+        return None
+    if isinstance(start, int) and isinstance(limit, int) and isinstance(delta, int):
+        return max(-((start - limit) // delta), 0)
+    if not isinstance(delta, int):
+        return None
+    span = d_sub(limit, start) if delta > 0 else d_sub(start, limit)
+    if span is None:
+        return None
+    e = span.expr if isinstance(span, Sym) else sympy.Integer(span)
+    n = sym_dim(sympy.ceiling(e / abs(delta)))
+    return d_max(n, 0)
+
+
 def _range_infer(ctx: InferContext) -> list[Type]:
     dtype = in_dtype(ctx, 0) or in_dtype(ctx, 1) or in_dtype(ctx, 2)
     cs = [ctx.const(i) for i in range(3)]
     if any(c is None for c in cs):
-        return tensor_result(dtype, (None,))
+        vs = [ctx.value(i) for i in range(3)]
+        if any(v is None or v.size != 1 for v in vs):
+            return tensor_result(dtype, (None,))
+        n = range_length(*(v.reshape(-1)[0] for v in vs))  # type: ignore[union-attr]
+        return tensor_result(dtype, (n,))
     vals = [np.asarray(c).reshape(-1)[0] for c in cs]
     integral = np.asarray(cs[0]).dtype.kind in "iu"
     try:
@@ -86,7 +109,7 @@ def _range_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, (n,))
 
 
-@register("Range", Dynamism.ISVDOS, infer=_range_infer, family=SHAPE,
+@register("Range", Dynamism.ISVDOS, infer=_range_infer, family=SHAPE, value=symvalue.range_value,
           note="ISDOS when start, limit and delta are constants")
 def range_(ctx: KernelContext, start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> np.ndarray:
     dt = start.dtype
@@ -112,8 +135,8 @@ def _onehot_infer(ctx: InferContext) -> list[Type]:
     s = in_shape(ctx, 0)
     if s is None:
         return tensor_result(dtype, None)
-    c = ctx.const(1)
-    depth: Dim = int(np.asarray(c).reshape(-1)[0]) if c is not None else None
+    ds = size_dims(ctx, 1)
+    depth: Dim = ds[0] if ds else None
     if isinstance(depth, int) and depth < 1:
         raise ShapeInferenceError(f"OneHot: depth {depth} must be positive")
     r = len(s) + 1

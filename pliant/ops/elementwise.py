@@ -19,6 +19,7 @@ import numpy as np
 from pliant.errors import OpRuntimeError, ShapeInferenceError
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType, Type
+from pliant.ops import symvalue
 from pliant.ops.infer import broadcast, broadcast_bool, broadcast_shapes, same_as_input, tensor_input
 from pliant.ops.numerics import is_float_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
@@ -234,15 +235,16 @@ def _make_float_unary(name: str, fn: Fn) -> Callable[..., Array]:
 
 
 for _name, _fn in _FLOAT_UNARY.items():
-    register(_name, Dynamism.ISDOS, family=UNARY, infer=same_as_input)(_make_float_unary(_name, _fn))
+    register(_name, Dynamism.ISDOS, family=UNARY, infer=same_as_input,
+             value=symvalue.unary_value if _name in ("Floor", "Ceil") else None)(_make_float_unary(_name, _fn))
 
 
-@register("Abs", Dynamism.ISDOS, family=UNARY, infer=same_as_input)
+@register("Abs", Dynamism.ISDOS, family=UNARY, infer=same_as_input, value=symvalue.unary_value)
 def abs_(ctx: KernelContext, x: Array) -> Array:
     return _abs(x)
 
 
-@register("Neg", Dynamism.ISDOS, family=UNARY, infer=same_as_input)
+@register("Neg", Dynamism.ISDOS, family=UNARY, infer=same_as_input, value=symvalue.unary_value)
 def neg(ctx: KernelContext, x: Array) -> Array:
     return _neg(x)
 
@@ -274,7 +276,7 @@ def isinf(ctx: KernelContext, x: Array) -> Array:
     return out
 
 
-@register("Not", Dynamism.ISDOS, family=(UNARY, LOGICAL), infer=same_as_input)
+@register("Not", Dynamism.ISDOS, family=(UNARY, LOGICAL), infer=same_as_input, value=symvalue.unary_value)
 def not_(ctx: KernelContext, x: Array) -> Array:
     return np.logical_not(x)
 
@@ -295,17 +297,17 @@ def _arith(ctx: KernelContext, a: Array, b: Array, fn: Callable[[Array, Array], 
     return np.asarray(fn(a, b)).astype(a.dtype, copy=False)
 
 
-@register("Add", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer))
+@register("Add", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer), value=symvalue.binary_value)
 def add(ctx: KernelContext, a: Array, b: Array) -> Array:
     return _arith(ctx, a, b, np.add)
 
 
-@register("Sub", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer))
+@register("Sub", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer), value=symvalue.binary_value)
 def sub(ctx: KernelContext, a: Array, b: Array) -> Array:
     return _arith(ctx, a, b, np.subtract)
 
 
-@register("Mul", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer))
+@register("Mul", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer), value=symvalue.binary_value)
 def mul(ctx: KernelContext, a: Array, b: Array) -> Array:
     return _arith(ctx, a, b, np.multiply)
 
@@ -319,7 +321,7 @@ def _int_trunc_div(a: Array, b: Array) -> Array:
     return q
 
 
-@register("Div", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer))
+@register("Div", Dynamism.ISDOS, family=BINARY, infer=_checked(_binary_infer), value=symvalue.binary_value)
 def div(ctx: KernelContext, a: Array, b: Array) -> Array:
     b = _legacy_b(ctx, a, b)
     if is_float_dtype(a.dtype):
@@ -330,7 +332,7 @@ def div(ctx: KernelContext, a: Array, b: Array) -> Array:
     return _int_trunc_div(a, b).astype(a.dtype, copy=False)
 
 
-@register("Mod", Dynamism.ISDOS, family=BINARY, infer=_checked(broadcast))
+@register("Mod", Dynamism.ISDOS, family=BINARY, infer=_checked(broadcast), value=symvalue.binary_value)
 def mod(ctx: KernelContext, a: Array, b: Array) -> Array:
     fmod = bool(ctx.attr("fmod", 0))
     fn = np.fmod if fmod else np.mod
@@ -415,8 +417,8 @@ def _make_logical(fn: Callable[[Array, Array], Array]) -> Callable[..., Array]:
     return kernel
 
 
-register("And", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))(_make_logical(np.logical_and))
-register("Or", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))(_make_logical(np.logical_or))
+register("And", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer), value=symvalue.binary_value)(_make_logical(np.logical_and))
+register("Or", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer), value=symvalue.binary_value)(_make_logical(np.logical_or))
 register("Xor", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))(_make_logical(np.logical_xor))
 
 
@@ -444,7 +446,7 @@ def _string_equal(a: Array, b: Array) -> Array:
     return np.asarray(np.equal(a.astype(object), b.astype(object)), dtype=bool)
 
 
-@register("Equal", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))
+@register("Equal", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer), value=symvalue.binary_value)
 def equal(ctx: KernelContext, a: Array, b: Array) -> Array:
     b = _legacy_b(ctx, a, b)
     if a.dtype.kind == "O" or b.dtype.kind == "O":
@@ -453,12 +455,12 @@ def equal(ctx: KernelContext, a: Array, b: Array) -> Array:
     return np.asarray(np.equal(a, b), dtype=bool)
 
 
-register("Greater", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))(_make_compare(np.greater))
-register("GreaterOrEqual", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(broadcast_bool))(
+register("Greater", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer), value=symvalue.binary_value)(_make_compare(np.greater))
+register("GreaterOrEqual", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(broadcast_bool), value=symvalue.binary_value)(
     _make_compare(np.greater_equal)
 )
-register("Less", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer))(_make_compare(np.less))
-register("LessOrEqual", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(broadcast_bool))(_make_compare(np.less_equal))
+register("Less", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_binary_bool_infer), value=symvalue.binary_value)(_make_compare(np.less))
+register("LessOrEqual", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(broadcast_bool), value=symvalue.binary_value)(_make_compare(np.less_equal))
 
 
 def _where_infer(ctx: InferContext) -> list[Type]:
@@ -467,7 +469,7 @@ def _where_infer(ctx: InferContext) -> list[Type]:
     return [TensorType(t1.dtype if t1 is not None else None, broadcast_shapes(shapes, f"{ctx.name}: "))]
 
 
-@register("Where", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_where_infer, (1, 2)))
+@register("Where", Dynamism.ISDOS, family=(BINARY, LOGICAL), infer=_checked(_where_infer, (1, 2)), value=symvalue.where_value)
 def where(ctx: KernelContext, cond: Array, x: Array, y: Array) -> Array:
     out = np.where(cond.astype(bool, copy=False), x, y)
     return out.astype(x.dtype, copy=False)
@@ -516,13 +518,13 @@ def _variadic(name: str, xs: tuple[Array, ...], fn: Callable[[Array, Array], Arr
     return np.asarray(acc)
 
 
-@register("Max", Dynamism.ISDOS, family=VARIADIC, infer=_checked(broadcast))
+@register("Max", Dynamism.ISDOS, family=VARIADIC, infer=_checked(broadcast), value=symvalue.binary_value)
 def max_(ctx: KernelContext, *xs: Array) -> Array:
     dt = xs[0].dtype
     return _back(_variadic("Max", xs, np.maximum), dt)
 
 
-@register("Min", Dynamism.ISDOS, family=VARIADIC, infer=_checked(broadcast))
+@register("Min", Dynamism.ISDOS, family=VARIADIC, infer=_checked(broadcast), value=symvalue.binary_value)
 def min_(ctx: KernelContext, *xs: Array) -> Array:
     dt = xs[0].dtype
     return _back(_variadic("Min", xs, np.minimum), dt)
@@ -837,12 +839,12 @@ def _cast_to(ctx: KernelContext) -> DType:
         raise OpRuntimeError(f"Cast: {e}") from None
 
 
-@register("Cast", Dynamism.ISDOS, family=CAST, infer=_cast_infer)
+@register("Cast", Dynamism.ISDOS, family=CAST, infer=_cast_infer, value=symvalue.cast_value)
 def cast(ctx: KernelContext, x: Array) -> Array:
     return _cast_array(x, _cast_to(ctx), bool(ctx.attr("saturate", 1)), str(ctx.attr("round_mode", "up")))
 
 
-@register("CastLike", Dynamism.ISDOS, family=CAST, infer=_castlike_infer)
+@register("CastLike", Dynamism.ISDOS, family=CAST, infer=_castlike_infer, value=symvalue.cast_value)
 def castlike(ctx: KernelContext, x: Array, like: Array) -> Array:
     return _cast_array(x, DType.from_numpy(like.dtype), bool(ctx.attr("saturate", 1)), str(ctx.attr("round_mode", "up")))
 

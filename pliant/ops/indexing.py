@@ -11,9 +11,10 @@ import numpy as np
 import sympy
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim, dim_expr, sym_dim
+from pliant.ir.dims import Dim, d_add, d_ceildiv, d_max, d_min, d_sub, dim_expr, provably_le, sym_dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
+from pliant.ops import symvalue
 from pliant.ops.infer import normalize_axis
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 from pliant.ops.shape import (
@@ -39,7 +40,7 @@ _BIG = 1 << 62
 # -- Slice ---------------------------------------------------------------------
 
 
-def _slice_params(ctx: InferContext | KernelContext, rank: int, starts: Any, ends: Any, axes: Any, steps: Any,
+def slice_params(ctx: InferContext | KernelContext, rank: int, starts: Any, ends: Any, axes: Any, steps: Any,
                   err: type[Exception]) -> list[tuple[int, int, int, int]]:
     """(axis, start, end, step) per sliced axis, from attributes (opset < 10) or inputs."""
     if ctx.opset < 10:
@@ -109,6 +110,49 @@ def _slice_dim(d: Dim, s: int, e: int, p: int) -> Dim:
     return sym_dim(sympy.simplify(sympy.Max(n, 0)))
 
 
+def _bound(v: Dim, d: Dim, positive_step: bool) -> Dim:
+    """A symbolic start/end ``v`` on an axis of size ``d``, clamped as Slice does (None if its sign is unknown)."""
+    if v is None or d is None:
+        return None
+    lo, hi = (0, d) if positive_step else (-1, d_sub(d, 1))
+    if isinstance(v, int):
+        if v >= _BIG:
+            return hi
+        if v <= -_BIG:
+            return lo
+    if provably_le(0, v):
+        return d_min(v, hi)
+    if provably_le(v, -1):
+        return d_max(d_add(d, v), lo)
+    return None
+
+
+def _slice_dim_sym(d: Dim, s: Dim, e: Dim, p: int) -> Dim:
+    """The length of a slice whose start or end is symbolic."""
+    s_, e_ = _bound(s, d, p > 0), _bound(e, d, p > 0)
+    if s_ is None or e_ is None:
+        return None
+    n = d_ceildiv(d_sub(e_, s_), p) if p > 0 else d_ceildiv(d_sub(s_, e_), -p)
+    return d_max(n, 0)
+
+
+def _symbolic_slice(ctx: InferContext, s: list[Dim]) -> list[Dim] | None:
+    """Slice dims when starts/ends are symbolic values and axes/steps are constant (None otherwise)."""
+    starts, ends = ctx.dims(1), ctx.dims(2)
+    if starts is None or ends is None or len(starts) != len(ends):
+        return None
+    r = len(s)
+    axes = const_ints(ctx, 3) if present(ctx, 3) else list(range(len(starts)))
+    steps = const_ints(ctx, 4) if present(ctx, 4) else [1] * len(starts)
+    if axes is None or steps is None or len(axes) != len(starts) or len(steps) != len(starts) or 0 in steps:
+        return None
+    out = list(s)
+    for a, st, en, p in zip(axes, starts, ends, steps):
+        a = normalize_axis(a, r, "Slice axis")
+        out[a] = _slice_dim_sym(s[a], st, en, p)
+    return out
+
+
 def _slice_infer(ctx: InferContext) -> list[Type]:
     t = in_type(ctx, 0)
     dtype = t.dtype if t else None
@@ -120,6 +164,9 @@ def _slice_infer(ctx: InferContext) -> list[Type]:
         vals = [ctx.const(i) for i in range(1, 5)]
         given = [present(ctx, i) for i in range(1, 5)]
         if any(g and v is None for g, v in zip(given, vals)):
+            sym = _symbolic_slice(ctx, s)
+            if sym is not None:
+                return tensor_result(dtype, sym)
             axes = ctx.const(3) if given[2] else None
             if given[2] and axes is None:
                 return tensor_result(dtype, unknown_dims(r))
@@ -129,9 +176,9 @@ def _slice_infer(ctx: InferContext) -> list[Type]:
             else:
                 sliced = {normalize_axis(a, r, "Slice axis") for a in ints(axes)}
             return tensor_result(dtype, [None if i in sliced else d for i, d in enumerate(s)])
-        params = _slice_params(ctx, r, vals[0], vals[1], vals[2], vals[3], ShapeInferenceError)
+        params = slice_params(ctx, r, vals[0], vals[1], vals[2], vals[3], ShapeInferenceError)
     else:
-        params = _slice_params(ctx, r, None, None, None, None, ShapeInferenceError)
+        params = slice_params(ctx, r, None, None, None, None, ShapeInferenceError)
     for a, st, en, p in params:
         s[a] = _slice_dim(s[a], st, en, p)
     return tensor_result(dtype, s)
@@ -144,12 +191,12 @@ def _len_1d(ctx: InferContext, i: int) -> int | None:
     return None
 
 
-@register("Slice", Dynamism.ISVDOS, infer=_slice_infer, family=INDEXING,
+@register("Slice", Dynamism.ISVDOS, infer=_slice_infer, family=INDEXING, value=symvalue.slice_value,
           note="ISDOS when starts/ends/axes/steps are attributes (opset < 10) or constants")
 def slice_(ctx: KernelContext, x: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None,
            axes: np.ndarray | None = None, steps: np.ndarray | None = None) -> np.ndarray:
     sl: list[slice] = [slice(None)] * x.ndim
-    for a, s, e, p in _slice_params(ctx, x.ndim, starts, ends, axes, steps, OpRuntimeError):
+    for a, s, e, p in slice_params(ctx, x.ndim, starts, ends, axes, steps, OpRuntimeError):
         s2, e2 = _clamped(s, e, p, x.shape[a])
         sl[a] = slice(s2, e2 if e2 >= 0 else None, p)
     return np.array(x[tuple(sl)])
@@ -175,7 +222,7 @@ def _gather_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, [*data[:axis], *ind, *data[axis + 1:]])
 
 
-@register("Gather", Dynamism.ISDOS, infer=_gather_infer, family=INDEXING)
+@register("Gather", Dynamism.ISDOS, infer=_gather_infer, family=INDEXING, value=symvalue.gather_value)
 def gather(ctx: KernelContext, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     axis = norm_axis_rt(int(ctx.attr("axis", 0)), x.ndim, "Gather axis")
     idx = _check_indices(indices, x.shape[axis], "Gather")

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import onnx
-import sympy
 
 from pliant.errors import ShapeInferenceError
-from pliant.ir.dims import Dim, Sym, dim_expr, sym_dim
+from pliant.ir.dims import Dim, Sym, d_max, dims_equal
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, Type, UnknownType
 from pliant.ops.registry import InferContext
@@ -33,14 +32,6 @@ def same_as_input(ctx: InferContext) -> list[Type]:
     """Output 0 has input 0's type (unary elementwise ops)."""
     t = ctx.input(0)
     return [t if t is not None else ANY] + unknown(ctx.num_outputs - 1)
-
-
-def dims_equal(a: Dim, b: Dim) -> bool:
-    if a is None or b is None:
-        return False
-    if isinstance(a, int) and isinstance(b, int):
-        return a == b
-    return bool(sympy.simplify(dim_expr(a) - dim_expr(b)) == 0)
 
 
 def broadcast_dim(a: Dim, b: Dim, where: str = "") -> Dim:
@@ -62,7 +53,7 @@ def broadcast_dim(a: Dim, b: Dim, where: str = "") -> Dim:
         return a
     if isinstance(b, int):
         return b
-    return sym_dim(sympy.Max(dim_expr(a), dim_expr(b)))
+    return d_max(a, b)
 
 
 def broadcast_shapes(shapes: Sequence[tuple[Dim, ...] | None], where: str = "") -> tuple[Dim, ...] | None:
@@ -157,6 +148,7 @@ def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
 
 __all__ = [
     "Sym",
+    "dims_equal",
     "broadcast",
     "broadcast_bool",
     "broadcast_shapes",

@@ -63,7 +63,16 @@ def _check_matmul(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise OpRuntimeError(f"{what} contraction dims differ: shapes {list(a.shape)} and {list(b.shape)}")
 
 
-@register("MatMul", Dynamism.ISDOS, family=LINALG, infer=_matmul_infer)
+def _matmul_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    """The contraction dims are equal (no broadcasting there)."""
+    ta, tb = tensor_input(ctx, 0), tensor_input(ctx, 1)
+    if ta is None or tb is None or not ta.shape or not tb.shape:
+        return []
+    kb = tb.shape[0] if len(tb.shape) == 1 else tb.shape[-2]
+    return [(ta.shape[-1], kb)]
+
+
+@register("MatMul", Dynamism.ISDOS, family=LINALG, infer=_matmul_infer, backward=_matmul_backward)
 def matmul(ctx: KernelContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     _check_matmul(a, b, "MatMul")
     w = work_dtype(a.dtype)
@@ -90,7 +99,16 @@ def _gemm_infer(ctx: InferContext) -> list[Type]:
     return [TensorType(dtype, (m, n))]
 
 
-@register("Gemm", Dynamism.ISDOS, family=LINALG, infer=_gemm_infer)
+def _gemm_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    ta, tb = tensor_input(ctx, 0), tensor_input(ctx, 1)
+    if ta is None or tb is None or ta.shape is None or tb.shape is None or len(ta.shape) != 2 or len(tb.shape) != 2:
+        return []
+    ka = ta.shape[0] if int(ctx.attr("transA", 0)) else ta.shape[1]
+    kb = tb.shape[1] if int(ctx.attr("transB", 0)) else tb.shape[0]
+    return [(ka, kb)]
+
+
+@register("Gemm", Dynamism.ISDOS, family=LINALG, infer=_gemm_infer, backward=_gemm_backward)
 def gemm(ctx: KernelContext, a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
     if a.ndim != 2 or b.ndim != 2:
         raise OpRuntimeError(f"Gemm operands must be 2-D, got shapes {list(a.shape)} and {list(b.shape)}")

@@ -15,9 +15,10 @@ from collections.abc import Callable
 import numpy as np
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim
+from pliant.ir.dims import Dim, d_add, d_max, d_min, d_mul
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
+from pliant.ops import symvalue
 from pliant.ops.infer import normalize_axis, same_as_input, tensor_input
 from pliant.ops.numerics import is_float_dtype, work_dtype
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
@@ -211,6 +212,35 @@ def _reduce_infer(ctx: InferContext) -> list[Type]:
 ReduceFn = Callable[[np.ndarray, Axes], np.ndarray]
 
 
+def reduce_axes_of(ctx: InferContext, rank: int) -> list[int] | None:
+    """The normalised reduction axes for an input of ``rank`` (None when not constant)."""
+    if _axes_is_input(ctx.name, ctx.opset):
+        if ctx.input(1) is None:
+            raw: list[int] = []
+        else:
+            c = ctx.const(1)
+            if c is None:
+                return None
+            raw = [int(a) for a in np.asarray(c).reshape(-1)]
+    else:
+        attr = ctx.attrs.get("axes")
+        raw = [] if attr is None else [int(a) for a in attr]
+    if not raw:
+        return [] if int(ctx.attr("noop_with_empty_axes", 0)) else list(range(rank))
+    try:
+        return sorted({normalize_axis(a, rank, "reduction axis") for a in raw})
+    except ShapeInferenceError:
+        return None
+
+
+_VALUE_RULES = {
+    "ReduceSum": symvalue.reduce_all(d_add),
+    "ReduceProd": symvalue.reduce_all(d_mul),
+    "ReduceMax": symvalue.reduce_all(d_max),
+    "ReduceMin": symvalue.reduce_all(d_min),
+}
+
+
 def _make_reduce(name: str, fn: ReduceFn) -> None:
     since = _AXES_INPUT_SINCE.get(name, 18)
 
@@ -219,7 +249,7 @@ def _make_reduce(name: str, fn: ReduceFn) -> None:
         return _finish(fn(x, axes), axes, bool(ctx.attr("keepdims", 1)), x.dtype)
 
     kernel.__name__ = kernel.__qualname__ = f"reduce_{name[6:].lower()}"
-    register(name, Dynamism.ISVDOS, family=REDUCE, infer=_reduce_infer,
+    register(name, Dynamism.ISVDOS, family=REDUCE, infer=_reduce_infer, value=_VALUE_RULES.get(name),
              note=f"ISDOS when axes is an attribute (opset < {since}) or the axes input is constant or absent")(kernel)
 
 

@@ -7,8 +7,13 @@ An ``OpDef`` holds everything pliant knows about one operator:
   for pliant's own ops;
 * its **dynamism class** (SoD²): ISDO, ISDOS, ISVDOS or EDO;
 * its forward **shape rule** ``infer`` (None: ONNX's shape inference is used);
+* its **symbolic value rule** ``value``: for ops that compute small integer
+  tensors (Shape, Gather, Concat, Add...), the output's elements as dims
+  (ints or symbolic expressions) from the inputs' (see ``pliant.ops.symvalue``);
+* its **backward shape rule** ``backward``: the dim equalities the op imposes
+  on its inputs and outputs (a MatMul's contraction dims are equal);
 * its NumPy **reference kernel**, which defines what the op means;
-* seams for the later stages: a backward shape rule, a gradient and a lowering.
+* seams for the later stages: a gradient and a lowering.
 
 Op modules register with the ``register`` decorator::
 
@@ -33,6 +38,7 @@ import numpy as np
 import onnx.defs
 
 from pliant.errors import UnsupportedOpError
+from pliant.ir.dims import Dim
 from pliant.ir.types import Type
 
 if TYPE_CHECKING:
@@ -82,6 +88,10 @@ class Schema:
 
 
 InferFn = Callable[["InferContext"], list[Type]]
+ValueFn = Callable[["InferContext"], list["np.ndarray | None"]]
+"""Output symbolic values: object arrays of dims (int, Sym or None), None where not known."""
+BackwardFn = Callable[["InferContext", list[Type]], list[tuple[Dim, Dim]]]
+"""Given the input types (in the context) and the result types: pairs of dims that must be equal."""
 KernelFn = Callable[..., Any]
 
 
@@ -100,7 +110,8 @@ class OpDef:
     schema_override: Schema | None = None
     verify: Callable[[Op], list[str]] | None = None
     """Op-specific structural checks (region arity...): returns problems, empty if none."""
-    backward_shape: Callable[..., Any] | None = None
+    value: ValueFn | None = None
+    backward: BackwardFn | None = None
     gradient: Callable[..., Any] | None = None
     lowering: Callable[..., Any] | None = None
 
@@ -129,6 +140,8 @@ def register(
     note: str = "",
     schema: Schema | None = None,
     verify: Callable[[Op], list[str]] | None = None,
+    value: ValueFn | None = None,
+    backward: BackwardFn | None = None,
 ) -> Callable[[KernelFn], KernelFn]:
     """Register ``kernel`` as the reference kernel of op ``name``; see the module doc."""
     fams = (family,) if isinstance(family, str) else tuple(family)
@@ -137,7 +150,7 @@ def register(
         key = (domain, name)
         if key in _REGISTRY:
             raise ValueError(f"op {name} in domain '{domain}' is registered twice")
-        d = OpDef(name, domain, dynamism, kernel, infer, frozenset(fams), note, schema, verify)
+        d = OpDef(name, domain, dynamism, kernel, infer, frozenset(fams), note, schema, verify, value, backward)
         _REGISTRY[key] = d
         for f in fams:
             FAMILIES.setdefault(f, set()).add(d.qualname)
@@ -233,7 +246,8 @@ class KernelContext:
 class InferContext:
     """What a shape rule may ask: input types, attributes, constant inputs."""
 
-    __slots__ = ("attrs", "consts", "domain", "input_types", "module", "name", "num_outputs", "opset", "regions")
+    __slots__ = ("attrs", "consts", "domain", "input_types", "module", "name", "num_outputs", "opset", "regions",
+                 "values")
 
     def __init__(
         self,
@@ -246,6 +260,7 @@ class InferContext:
         consts: Sequence[np.ndarray | None] | None = None,
         regions: dict[str, Region] | None = None,
         module: Any = None,
+        values: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         self.name = name
         self.domain = domain
@@ -256,6 +271,7 @@ class InferContext:
         self.consts = list(consts) if consts is not None else [None] * len(self.input_types)
         self.regions = regions or {}
         self.module = module
+        self.values = list(values) if values is not None else [None] * len(self.input_types)
 
     def attr(self, name: str, default: Any = None) -> Any:
         v = self.attrs.get(name)
@@ -267,3 +283,22 @@ class InferContext:
 
     def input(self, i: int) -> Type | None:
         return self.input_types[i] if i < len(self.input_types) else None
+
+    def value(self, i: int) -> np.ndarray | None:
+        """Input ``i``'s elements as an object array of dims, when known.
+
+        Known means: a small integer (or boolean) constant, or a value the
+        shape analysis tracked symbolically (``Shape(x)`` is ``[N, L]``).
+        Elements may be None (that element unknown).
+        """
+        v = self.values[i] if i < len(self.values) else None
+        if v is not None:
+            return v
+        from pliant.ops.symvalue import from_constant
+
+        return from_constant(self.const(i))
+
+    def dims(self, i: int) -> list[Dim] | None:
+        """Input ``i`` flattened to a list of dims (a shape tensor), when known."""
+        v = self.value(i)
+        return None if v is None else list(v.reshape(-1))

@@ -18,9 +18,10 @@ import numpy as np
 import sympy
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim, dim_expr, sym_dim
+from pliant.ir.dims import Dim, Sym, d_floordiv, dim_expr, dims_equal, provably_le, sym_dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
+from pliant.ops import symvalue
 from pliant.ops.infer import broadcast_shapes, normalize_axis
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
 
@@ -55,6 +56,18 @@ def const_ints(ctx: InferContext, i: int) -> list[int] | None:
     if c is None:
         return None
     return [int(v) for v in np.asarray(c).reshape(-1)]
+
+
+def size_dims(ctx: InferContext, i: int) -> list[Dim] | None:
+    """Input ``i`` (a tensor of sizes) as dims: constants, or symbolic values the analysis tracked.
+
+    A symbolic element counts only when it is provably >= 1 (a size that could
+    be 0 or -1 would mean something else to Reshape); other elements are None.
+    """
+    ds = ctx.dims(i)
+    if ds is None:
+        return None
+    return [d if isinstance(d, int) or (d is not None and provably_le(1, d)) else None for d in ds]
 
 
 def ints(x: Any) -> list[int]:
@@ -122,7 +135,7 @@ def norm_axis_rt(axis: int, rank: int, what: str = "axis") -> int:
 # -- Shape / Size --------------------------------------------------------------
 
 
-def _shape_bounds(ctx: InferContext | KernelContext, rank: int) -> tuple[int, int]:
+def shape_bounds(ctx: InferContext | KernelContext, rank: int) -> tuple[int, int]:
     start = int(ctx.attr("start", 0)) if ctx.opset >= 15 else 0
     end_attr = ctx.attrs.get("end") if ctx.opset >= 15 else None
     end = rank if end_attr is None else int(end_attr)
@@ -139,13 +152,13 @@ def _shape_infer(ctx: InferContext) -> list[Type]:
     s = in_shape(ctx, 0)
     if s is None:
         return tensor_result(DType.INT64, (None,))
-    start, end = _shape_bounds(ctx, len(s))
+    start, end = shape_bounds(ctx, len(s))
     return tensor_result(DType.INT64, (max(end - start, 0),))
 
 
-@register("Shape", Dynamism.ISDO, infer=_shape_infer, family=SHAPE)
+@register("Shape", Dynamism.ISDO, infer=_shape_infer, family=SHAPE, value=symvalue.shape_value)
 def shape(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
-    start, end = _shape_bounds(ctx, x.ndim)
+    start, end = shape_bounds(ctx, x.ndim)
     return np.array(x.shape[start:end], dtype=np.int64)
 
 
@@ -153,7 +166,7 @@ def _size_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(DType.INT64, ())
 
 
-@register("Size", Dynamism.ISDO, infer=_size_infer, family=SHAPE)
+@register("Size", Dynamism.ISDO, infer=_size_infer, family=SHAPE, value=symvalue.size_value)
 def size(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
     return np.array(x.size, dtype=np.int64)
 
@@ -172,14 +185,25 @@ def _reshape_infer(ctx: InferContext) -> list[Type]:
     t = in_type(ctx, 0)
     dtype = t.dtype if t else None
     in_s = t.shape if t else None
-    target = _reshape_target(ctx, ctx.const(1)) if ctx.opset >= 5 else _reshape_target(ctx, None)
+    target: list[Dim] | None
+    target = ctx.dims(1) if ctx.opset >= 5 else _reshape_target(ctx, None)  # type: ignore[assignment]
     if target is None:
         n = static_rank_of_1d(ctx, 1)
         return tensor_result(dtype, unknown_dims(n) if n is not None else None)
     allowzero = int(ctx.attr("allowzero", 0)) if ctx.opset >= 14 else 0
+    # NOTE: a symbolic element means that size only when it cannot be 0 or -1 at run time, or when
+    # it equals the input dim a 0 would copy.
+    target = [d if not isinstance(d, Sym) or provably_le(1, d) or (
+        not allowzero and in_s is not None and i < len(in_s) and dims_equal(d, in_s[i]))
+        else None for i, d in enumerate(target)]
+    if None in target:
+        # NOTE: an unknown element may be 0 (copy a dim) or -1: only positive known elements are sure.
+        return tensor_result(dtype, [d if isinstance(d, Sym) or (isinstance(d, int) and d > 0) else
+                                     (in_s[i] if d == 0 and not allowzero and in_s is not None and i < len(in_s) else None)
+                                     for i, d in enumerate(target)])
     if target.count(-1) > 1:
         raise ShapeInferenceError(f"Reshape: the target shape {target} has more than one -1")
-    if any(v < -1 for v in target):
+    if any(isinstance(v, int) and v < -1 for v in target):
         raise ShapeInferenceError(f"Reshape: the target shape {target} has a negative size other than -1")
     if allowzero and 0 in target and -1 in target:
         raise ShapeInferenceError(f"Reshape: with allowzero=1 the target shape {target} cannot hold both 0 and -1")
@@ -211,7 +235,8 @@ def _reshape_infer(ctx: InferContext) -> list[Type]:
             dims[k] = total // known
         else:
             q = sympy.cancel(dim_expr(total) / dim_expr(known))
-            dims[k] = sym_dim(q)
+            # NOTE: a quotient that is not a polynomial is not a dim we can name exactly
+            dims[k] = sym_dim(q) if q.is_polynomial() and not q.is_Rational else d_floordiv(total, known)
     elif in_s is not None:
         total = dmul(*in_s)
         out_total = dmul(*dims)
@@ -222,7 +247,16 @@ def _reshape_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, dims)
 
 
-@register("Reshape", Dynamism.ISVDOS, infer=_reshape_infer, family=SHAPE,
+def _same_size_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    """Reshape/Flatten keep the number of elements."""
+    t, out = in_type(ctx, 0), results[0] if results else None
+    if t is None or t.shape is None or not isinstance(out, TensorType) or out.shape is None:
+        return []
+    return [(dmul(*t.shape), dmul(*out.shape))]
+
+
+@register("Reshape", Dynamism.ISVDOS, infer=_reshape_infer, family=SHAPE, value=symvalue.same_elements,
+          backward=_same_size_backward,
           note="ISDOS when the shape input is a constant")
 def reshape(ctx: KernelContext, x: np.ndarray, shape_in: np.ndarray | None = None) -> np.ndarray:
     target = _reshape_target(ctx, shape_in)
@@ -270,7 +304,7 @@ def _flatten_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, (dmul(*t.shape[:axis]), dmul(*t.shape[axis:])))
 
 
-@register("Flatten", Dynamism.ISDOS, infer=_flatten_infer, family=SHAPE)
+@register("Flatten", Dynamism.ISDOS, infer=_flatten_infer, family=SHAPE, value=symvalue.same_elements)
 def flatten(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
     r = x.ndim
     axis = int(ctx.attr("axis", 1))
@@ -315,7 +349,7 @@ def _squeeze_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, [d for i, d in enumerate(s) if i not in norm])
 
 
-@register("Squeeze", Dynamism.ISVDOS, infer=_squeeze_infer, family=SHAPE,
+@register("Squeeze", Dynamism.ISVDOS, infer=_squeeze_infer, family=SHAPE, value=symvalue.same_elements,
           note="ISDOS when the axes are an attribute (opset < 13), absent, or a constant input")
 def squeeze(ctx: KernelContext, x: np.ndarray, axes_in: np.ndarray | None = None) -> np.ndarray:
     axes = _axes_of(ctx, axes_in, 13)
@@ -357,7 +391,7 @@ def _unsqueeze_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, [1 if i in pos else next(it) for i in range(out_rank)])
 
 
-@register("Unsqueeze", Dynamism.ISVDOS, infer=_unsqueeze_infer, family=SHAPE,
+@register("Unsqueeze", Dynamism.ISVDOS, infer=_unsqueeze_infer, family=SHAPE, value=symvalue.same_elements,
           note="ISDOS when the axes are an attribute (opset < 13) or a constant input")
 def unsqueeze(ctx: KernelContext, x: np.ndarray, axes_in: np.ndarray | None = None) -> np.ndarray:
     axes = _axes_of(ctx, axes_in, 13)
@@ -400,6 +434,21 @@ def transpose(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
 # -- Concat --------------------------------------------------------------------
 
 
+def _concat_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    """Every input agrees with the result on each axis but the concat axis."""
+    out = results[0] if results else None
+    if not isinstance(out, TensorType) or out.shape is None:
+        return []
+    axis = int(ctx.attr("axis", 1))
+    r = len(out.shape)
+    axis = axis + r if axis < 0 else axis
+    eqs: list[tuple[Dim, Dim]] = []
+    for t in ctx.input_types:
+        if isinstance(t, TensorType) and t.shape is not None and len(t.shape) == r:
+            eqs += [(a, b) for i, (a, b) in enumerate(zip(t.shape, out.shape)) if i != axis]
+    return eqs
+
+
 def merge_dims(ds: Sequence[Dim]) -> Dim:
     """The best description of a dim that all of ``ds`` describe (known ints win)."""
     for d in ds:
@@ -437,7 +486,8 @@ def _concat_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, out)
 
 
-@register("Concat", Dynamism.ISDOS, infer=_concat_infer, family=SHAPE)
+@register("Concat", Dynamism.ISDOS, infer=_concat_infer, family=SHAPE, value=symvalue.concat_value,
+          backward=_concat_backward)
 def concat(ctx: KernelContext, *xs: np.ndarray) -> np.ndarray:
     arrs = [x for x in xs if x is not None]
     if not arrs:
@@ -549,7 +599,7 @@ def split(ctx: KernelContext, x: np.ndarray, split_in: np.ndarray | None = None)
 def _expand_infer(ctx: InferContext) -> list[Type]:
     t = in_type(ctx, 0)
     dtype = t.dtype if t else None
-    target = const_ints(ctx, 1)
+    target = size_dims(ctx, 1)
     if target is None:
         n = static_rank_of_1d(ctx, 1)
         if t is not None and t.shape is not None and n is not None:
@@ -560,7 +610,7 @@ def _expand_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, broadcast_shapes([in_s, tshape], "Expand: "))
 
 
-@register("Expand", Dynamism.ISVDOS, infer=_expand_infer, family=SHAPE,
+@register("Expand", Dynamism.ISVDOS, infer=_expand_infer, family=SHAPE, value=symvalue.expand_value,
           note="ISDOS when the shape input is a constant")
 def expand(ctx: KernelContext, x: np.ndarray, shape_in: np.ndarray) -> np.ndarray:
     target = ints(shape_in)
@@ -587,7 +637,11 @@ def _tile_infer(ctx: InferContext) -> list[Type]:
     dtype = t.dtype if t else None
     if t is None or t.shape is None:
         return tensor_result(dtype, None)
-    reps = _tile_reps(ctx, len(t.shape), ctx.const(1), ctx.const(2))
+    reps: list[Dim] | None
+    if ctx.opset >= 6:
+        reps = ctx.dims(1)
+    else:
+        reps = _tile_reps(ctx, len(t.shape), ctx.const(1), ctx.const(2))  # type: ignore[assignment]
     if reps is None:
         return tensor_result(dtype, unknown_dims(len(t.shape)))
     if len(reps) != len(t.shape):
