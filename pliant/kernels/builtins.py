@@ -78,13 +78,13 @@ BUILTINS: dict[str, Builtin] = {
     "pow": _libm2("pow"),
     "atan2": _libm2("atan2"),
     "hypot": _libm2("hypot"),
-    "fmax": _libm2("fmax", vector=False),
-    "fmin": _libm2("fmin", vector=False),
+    "fmax": Builtin("fmax", 2, Kind.FLOAT, "pl_fmaxf({0}, {1})", "pl_fmax({0}, {1})"),
+    "fmin": Builtin("fmin", 2, Kind.FLOAT, "pl_fminf({0}, {1})", "pl_fmin({0}, {1})"),
     "fmod": _libm2("fmod", vector=False),
     "copysign": _libm2("copysign", vector=False),
     "abs": Builtin("abs", 1, Kind.NUMERIC, "fabsf({0})", "fabs({0})", "pl_abs_{T}({0})"),
-    "min": Builtin("min", 2, Kind.NUMERIC, "fminf({0}, {1})", "fmin({0}, {1})", "pl_min_{T}({0}, {1})"),
-    "max": Builtin("max", 2, Kind.NUMERIC, "fmaxf({0}, {1})", "fmax({0}, {1})", "pl_max_{T}({0}, {1})"),
+    "min": Builtin("min", 2, Kind.NUMERIC, "pl_min_f32({0}, {1})", "pl_min_f64({0}, {1})", "pl_min_{T}({0}, {1})"),
+    "max": Builtin("max", 2, Kind.NUMERIC, "pl_max_f32({0}, {1})", "pl_max_f64({0}, {1})", "pl_max_{T}({0}, {1})"),
     "sign": Builtin("sign", 1, Kind.NUMERIC, "pl_signf({0})", "pl_sign({0})", "pl_sign_{T}({0})"),
 }
 
@@ -122,10 +122,16 @@ static inline double pl_sign(double x) { return (double)((x > 0.0) - (x < 0.0));
   static inline T pl_floormod_##S(T a, T b) { if (b == 0 || b == -1) return 0; T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 PL_INT_HELPERS(int32_t, i32)
 PL_INT_HELPERS(int64_t, i64)
-static inline float pl_min_f32(float a, float b) { return b < a ? b : a; }
-static inline float pl_max_f32(float a, float b) { return b > a ? b : a; }
-static inline double pl_min_f64(double a, double b) { return b < a ? b : a; }
-static inline double pl_max_f64(double a, double b) { return b > a ? b : a; }
+/* min/max propagate NaN (NumPy's minimum/maximum, min=/max= as np.min/np.max); fmin/fmax ignore it (C's
+   fmin/fmax, NumPy's fmin/fmax).  Written as selects, they vectorise where libm's fminf would be a call. */
+static inline float pl_min_f32(float a, float b) { return (b < a || b != b) ? b : a; }
+static inline float pl_max_f32(float a, float b) { return (b > a || b != b) ? b : a; }
+static inline double pl_min_f64(double a, double b) { return (b < a || b != b) ? b : a; }
+static inline double pl_max_f64(double a, double b) { return (b > a || b != b) ? b : a; }
+static inline float pl_fminf(float a, float b) { return (b < a || a != a) ? b : a; }
+static inline float pl_fmaxf(float a, float b) { return (b > a || a != a) ? b : a; }
+static inline double pl_fmin(double a, double b) { return (b < a || a != a) ? b : a; }
+static inline double pl_fmax(double a, double b) { return (b > a || a != a) ? b : a; }
 static inline float pl_floormodf(float a, float b) { float r = fmodf(a, b); return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r; }
 static inline double pl_floormod(double a, double b) { double r = fmod(a, b); return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r; }
 """

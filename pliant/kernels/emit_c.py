@@ -131,6 +131,14 @@ class _Emitter:
     def __init__(self, lk: LoweredKernel, tc: Toolchain) -> None:
         self.lk, self.tc, self.kr = lk, tc, lk.kr
         self.stmts = [sr.stmt for sr in self.kr.stmts]
+        # NOTE: a float min=/max= accumulator (register form) also keeps a "saw NaN" flag, and its result
+        # is NaN when the flag is set, as np.max's: OpenMP joins the SIMD lanes of a reduction with a
+        # max/min that may drop a NaN, whatever the combine inside the loop does.
+        self.nan_flagged = {
+            i
+            for i, st in enumerate(self.stmts)
+            if st.op in (ReduceOp.MIN, ReduceOp.MAX) and self.kr.typed.tensors[st.tensor].dtype.compute.is_float
+        }
         self.lines: list[str] = []
         self.depth = 1
 
@@ -258,7 +266,12 @@ class _Emitter:
         unroll = lp.unroll if lp.unroll > 1 and not lp.parallel else 0
         simd = ""
         if lp.simd and self.tc.openmp_simd and not unroll:
-            simd = " simd" + "".join(f" reduction({_OMP_OP[op]}:{acc})" for op, acc, _ in lp.reductions)
+            clauses = []
+            for op, acc, dt in lp.reductions:
+                clauses.append(f" reduction({_OMP_OP[op]}:{acc})")
+                if op in (ReduceOp.MIN, ReduceOp.MAX) and dt.is_float:
+                    clauses.append(f" reduction(|:{acc}_nan)")
+            simd = " simd" + "".join(clauses)
         opened = 0
         if lp.parallel:
             threads = f" num_threads({self.lk.schedule.threads})" if self.lk.schedule.threads else ""
@@ -328,10 +341,23 @@ class _Emitter:
         elif c.action is Action.INIT:
             init = identity(s.op, comp_t) if s.init else load
             self.out(f"{comp_t.c_type} {acc} = {init};")
+            if c.stmt in self.nan_flagged:
+                self.out(f"int {acc}_nan = {'0' if s.init else f'{acc} != {acc}'};")
         elif c.action is Action.UPDATE_ACC:
-            self.out(f"{acc} = {combine(s.op, comp_t, acc, self.expr(s.rhs, c))};")
+            if c.stmt in self.nan_flagged:
+                # NOTE: the flag records a NaN, so the combine may skip it: "v > acc ? v : acc" is one
+                # vector max instruction, a short loop-carried chain.
+                value = self.expr(s.rhs, c)
+                cmp = ">" if s.op is ReduceOp.MAX else "<"
+                update = f"{acc} = pl_v {cmp} {acc} ? pl_v : {acc}; {acc}_nan |= pl_v != pl_v;"
+                self.out(f"{{ const {comp_t.c_type} pl_v = {value}; {update} }}")
+            else:
+                self.out(f"{acc} = {combine(s.op, comp_t, acc, self.expr(s.rhs, c))};")
         elif c.action is Action.WRITE_ACC:
-            self.out(f"{ref} = {store(acc)};")
+            if c.stmt in self.nan_flagged:
+                self.out(f"{ref} = {store(f'({acc}_nan ? {literal(math.nan, comp_t)} : {acc})')};")
+            else:
+                self.out(f"{ref} = {store(acc)};")
         elif c.action is Action.UPDATE_MEM:
             self.out(f"{ref} = {store(combine(s.op, comp_t, load, self.expr(s.rhs, c)))};")
         else:
