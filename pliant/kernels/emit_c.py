@@ -194,18 +194,20 @@ class _Emitter:
         return "\n".join(text)
 
     def vector_decls(self) -> list[str]:
-        used: set[tuple[str, DType]] = set()
+        """``simd`` declarations of the libm functions the code calls that libmvec vectorises."""
+        used: set[tuple[str, int, str]] = set()
         for sr in self.kr.stmts:
             for x in walk(sr.stmt.rhs):
-                if isinstance(x, Call) and x.dtype is not None:
-                    fn = BUILTINS[x.fn].libm
-                    if fn is not None and fn in self.tc.vector_math and self.tc.openmp_simd:
-                        used.add((fn, x.dtype))
+                if isinstance(x, Call) and x.dtype is not None and x.dtype.is_float:
+                    b = BUILTINS[x.fn]
+                    if b.libm is None or b.libm not in self.tc.vector_math or not self.tc.openmp_simd:
+                        continue
+                    ty, template = ("double", b.f64) if x.dtype is DType.FLOAT64 else ("float", b.f32)
+                    name = b.libm if ty == "double" else f"{b.libm}f"
+                    if template.startswith(f"{name}("):
+                        used.add((name, b.arity, ty))
         out = []
-        for fn, dt in sorted(used, key=lambda p: (p[0], p[1].value)):
-            arity = BUILTINS[fn].arity if fn in BUILTINS else 1
-            ty = "float" if dt is not DType.FLOAT64 else "double"
-            name = f"{fn}f" if ty == "float" else fn
+        for name, arity, ty in sorted(used):
             params = ", ".join([ty] * arity)
             out.append(f'{ty} {name}({params}) __attribute__((simd("notinbranch")));')
         return out

@@ -106,3 +106,32 @@ def test_min_max_builtins_propagate_nan_and_fmin_fmax_ignore_it(dtype: type) -> 
     np.testing.assert_array_equal(b, np.maximum(x, y))
     np.testing.assert_array_equal(c, np.fmin(x, y))
     np.testing.assert_array_equal(d, np.fmax(x, y))
+
+
+EXTREMES = [
+    np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 1e-6, 0.5, -0.5, 1.0, 4.5, -4.5, 9.5, 10.5, 20.0, -20.0,
+    87.0, 88.72, 88.7228394, 88.8, 89.0, 100.0, 150.0, 1e30, -87.3, -87.4, -100.0, -103.9, -104.0, -110.0,
+    -150.0, -1e30, 3.4e38, -3.4e38, 1.2e-38, 1e-45,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES[:2], ids=SCHEDULE_IDS[:2])
+def test_inline_exp_tanh_sigmoid_at_extremes_match_numpy(schedule: Schedule) -> None:
+    k = pliant.tc.define(
+        "def m(float(N) X) -> (E, T, S) { E(i) = exp(X(i))  T(i) = tanh(X(i))  S(i) = sigmoid(X(i)) }",
+        schedule=schedule,
+    )
+    rng = np.random.default_rng(4)
+    base = np.array(EXTREMES, np.float32)
+    x = np.concatenate([base, -base, rng.uniform(-120, 120, 3000).astype(np.float32)])
+    x = np.concatenate([x, rng.standard_normal(3000).astype(np.float32) * 1e-3])
+    e, t, s = k(x)
+    with np.errstate(over="ignore", under="ignore"):
+        want_e, want_t = np.exp(x), np.tanh(x)
+        want_s = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    for got, want, rtol in ((e, want_e, 2e-7), (t, want_t, 4e-7), (s, want_s, 4e-7)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=3e-45)
+    real = ~np.isnan(x)
+    np.testing.assert_array_equal(np.signbit(t[real]), np.signbit(want_t[real]))  # tanh(-0) is -0
