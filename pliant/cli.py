@@ -99,7 +99,7 @@ def _analyze(args: argparse.Namespace) -> int:
     module = pliant.load(args.model)
     analysis = analyze(module, backward=not args.no_backward)
     if args.ir:
-        sys.stdout.write(print_module(module))
+        sys.stdout.write(print_module(module, elide_tensors=True))
         return 0
     doc = analysis_json(module, analysis)
     dims = {k: _int_arg(k, v, "--dim") for k, v in _parse_assignments(args.dim, "--dim").items()}

@@ -140,6 +140,7 @@ class _Engine:
         self.subst: dict[str, int | Sym] = {}
         self.facts = Facts()
         self.input_names: set[str] = set()
+        self.input_order: dict[str, int] = {}
         self.attr_cache: dict[Op, dict[str, Any]] = {}
         self.result = ShapeAnalysis(module)
 
@@ -159,8 +160,9 @@ class _Engine:
         res = self.result
         entry = self.module.entry
         for v in entry.inputs:
-            for s in _type_symbols(v.type):
+            for s in sorted(_type_symbols(v.type)):
                 self.input_names.add(s)
+                self.input_order.setdefault(s, len(self.input_order))
         for rnd in range(1, MAX_ROUNDS + 1):
             res.rounds = rnd
             self._reset()
@@ -178,6 +180,8 @@ class _Engine:
         self.vals: dict[Value, np.ndarray] = {}
         self.symbols: dict[str, SymbolInfo] = {}
         self.visited: list[tuple[Op, registry.InferContext, list[Type]]] = []
+        self.empty: set[Value] = set()
+        """Values known to be empty sequences."""
         self.analyzed_blocks: set[Block] = set()
         self.scope: list[Block] = []
         self.call_stack: list[str] = []
@@ -234,6 +238,9 @@ class _Engine:
 
     def _set(self, v: Value, t: Type, val: np.ndarray | None) -> None:
         self.types[v] = t
+        if val is not None and isinstance(t, SequenceType) and val.size == 1:
+            self.vals[v] = np.asarray(val, dtype=object).reshape(1)  # NOTE: a sequence's value is its length
+            return
         if val is not None and isinstance(t, TensorType) and t.shape is not None:
             shape = static_shape(t)
             if shape is not None and int(np.prod(shape)) <= MAX_ELEMENTS:
@@ -292,10 +299,11 @@ class _Engine:
         for v in op.operands:
             c = constant_value(v)
             val = self.vals.get(v) if v is not None else None
-            if c is None and val is not None and all(isinstance(e, int) for e in val.reshape(-1)):
+            if c is None and val is not None and all(_is_number(e) for e in val.reshape(-1)):
                 t = self.type_of(v)
                 dt = t.dtype.numpy if isinstance(t, TensorType) and t.dtype is not None else np.int64
-                c = np.array(val.tolist(), dtype=dt).reshape(val.shape)
+                c = np.array([e if isinstance(e, int) else float(e.expr) for e in val.reshape(-1)],
+                             dtype=dt).reshape(val.shape)
             consts.append(c)
             vals.append(val)
         ctx = registry.InferContext(op.name, op.domain, types, attrs, opset, len(op.results), consts,
@@ -303,6 +311,14 @@ class _Engine:
         return opdef, ctx
 
     def _plain(self, op: Op) -> None:
+        if op.name == "SequenceEmpty":
+            self.empty.add(op.results[0])
+        elif op.name == "SequenceInsert" and op.operands[0] in self.empty and op.operands[1] is not None:
+            # NOTE: inserting into an empty sequence: its element type is the inserted tensor's, nothing joined
+            n = self.vals.get(op.operands[0])
+            self._set(op.results[0], SequenceType(self.type_of(op.operands[1]) or ANY),
+                      None if n is None else np.array([d_add(n.reshape(-1)[0], 1)], dtype=object))
+            return
         opdef, ctx = self._ctx(op)
         rule = opdef.infer
         try:
@@ -330,7 +346,7 @@ class _Engine:
             ctx.num_outputs = len(op.results)
             try:
                 vals = (list(opdef.value(ctx)) + [None] * len(op.results))[: len(op.results)]
-            except (PliantError, ValueError, TypeError, IndexError):
+            except (PliantError, ValueError, TypeError, IndexError, ArithmeticError):
                 vals = [None] * len(op.results)
         for r, t, val in zip(op.results, types, vals):
             self._set(r, t, val)
@@ -419,33 +435,52 @@ class _Engine:
         m_val = self._scalar(op.operands[0])
         vid = self.vid.get(op.results[0], 0) if op.results else self.vid.get(body.args[0], 0)
         i_sym = self.fresh(f"i{vid}", "iteration", f"{op.where}: the iteration index", scope=body)
+        if isinstance(i_sym, Sym) and i_sym.is_symbol and m_val is not None:
+            self.facts.upper[str(i_sym)] = d_sub(m_val, 1)
         init_t = [self.type_of(v) or ANY for v in op.operands[2:]]
         init_v = [self.vals.get(v) if v is not None else None for v in op.operands[2:]]
         # per carried value, per dim position: "inv" | ("lin", delta) | "fresh"
         modes: list[dict[int, Any]] = [{} for _ in range(n_carried)]
         vmodes: list[dict[int, Any]] = [{} for _ in range(n_carried)]
         rank_lost = [False] * n_carried
+        from_empty = {k for k, v in enumerate(op.operands[2:]) if v is not None and v.defining_op is not None
+                      and v.defining_op.name == "SequenceEmpty"}
         outs: list[Type] = []
-        for _attempt in range(LOOP_ATTEMPTS):
+        cond_true = op.operands[1] is None or self._scalar(op.operands[1]) == 1
+        for _attempt in range(LOOP_ATTEMPTS + 1):
             in_t = [self._carried_in(body, k, init_t[k], modes[k], rank_lost[k], i_sym) for k in range(n_carried)]
             in_v = [self._carried_val_in(body, k, init_v[k], vmodes[k], i_sym) for k in range(n_carried)]
+            for k in range(n_carried):
+                if 2 + k < len(body.args):
+                    (self.empty.add if k in from_empty else self.empty.discard)(body.args[2 + k])
             arg_t: list[Type] = [TensorType(DType.INT64, ()), TensorType(DType.BOOL, ()), *in_t]
             from pliant.ops.symvalue import array
 
-            arg_v: list[np.ndarray | None] = [array([i_sym], ()), None, *in_v]
+            arg_v: list[np.ndarray | None] = [array([i_sym], ()), array([1], ()) if cond_true else None, *in_v]
             outs = self._block(body, arg_t, arg_v)
             changed = False
+            if cond_true and not self._is_one(body.outputs[0] if body.outputs else None):
+                # NOTE: the body was analysed assuming its condition input is true in every iteration; that
+                # holds by induction only if the condition it yields is then true as well
+                cond_true = False
+                changed = True
             for k in range(n_carried):
                 out_t = outs[1 + k] if 1 + k < len(outs) else ANY
+                if k in from_empty and isinstance(out_t, SequenceType) and out_t != init_t[k]:
+                    # NOTE: a sequence that starts empty holds what the body inserts: adopt its element type,
+                    # with the dims that change between iterations unknown (elements may differ there)
+                    init_t[k] = _map_dims(out_t, lambda d: None if self._local_to(d, body) else d)
+                    from_empty.discard(k)
+                    changed = True
+                    continue
                 changed |= self._update_modes(body, in_t[k], out_t, init_t[k], modes[k], rank_lost, k, i_sym)
                 ov = self.vals.get(body.outputs[1 + k]) if 1 + k < len(body.outputs) else None
                 changed |= self._update_val_modes(body, in_v[k], ov, init_v[k], vmodes[k], i_sym)
             if not changed:
                 break
         # how many iterations ran
-        cond_out = self.vals.get(body.outputs[0]) if body.outputs else None
         cond_in = self._scalar(op.operands[1]) if op.operands[1] is not None else 1
-        always = cond_out is not None and cond_out.size == 1 and cond_out.reshape(-1)[0] == 1
+        always = cond_true and self._is_one(body.outputs[0] if body.outputs else None)
         if m_val is not None and cond_in == 1 and always:
             count: Dim = m_val
         elif cond_in == 0:
@@ -461,6 +496,10 @@ class _Engine:
             t = outs[1 + n_carried + j] if 1 + n_carried + j < len(outs) else ANY
             self._set(r, self._stacked(op, r, t, count, body, 0), None)
         self.visited.append((op, self._ctx(op)[1], [self.type_of(r) or ANY for r in op.results]))
+
+    def _is_one(self, v: Value | None) -> bool:
+        val = self.vals.get(v) if v is not None else None
+        return val is not None and val.size == 1 and val.reshape(-1)[0] == 1
 
     def _scalar(self, v: Value | None) -> Dim:
         if v is None:
@@ -514,7 +553,7 @@ class _Engine:
                 else:
                     modes[j] = "fresh"
                 changed = True
-            elif m != "fresh":
+            elif m != "fresh" and not dims_equal(do, d_add(di, m[1])):
                 modes[j] = "fresh"
                 changed = True
         return changed
@@ -557,6 +596,8 @@ class _Engine:
             b = vout.reshape(-1)[j] if vout is not None and vout.size == init.size else None
             m = modes.get(j, "inv")
             if m == "fresh" or (a is not None and b is not None and dims_equal(a, b)):
+                continue
+            if m != "inv" and a is not None and b is not None and dims_equal(b, d_add(a, m[1])):
                 continue
             if m == "inv" and a is not None and b is not None:
                 delta = d_sub(b, a)
@@ -674,12 +715,13 @@ class _Engine:
         diff = canonical((sympy.Integer(a) if isinstance(a, int) else a.expr) - (sympy.Integer(b) if isinstance(b, int) else b.expr))
         if diff == 0:
             return False
-        if diff.is_Integer:
-            self.conflicts.append(f"{op.where}: dims {a} and {b} must be equal")
+        if diff.is_Integer or _never_zero(diff):
+            self.conflicts.append(f"{op.where}: dims {a} and {b} must be equal, which no input sizes allow")
             return False
         order = {"unknown": 0, "join": 1, "data": 2, "count": 3, "input": 4}
         cands = sorted((s for s in diff.free_symbols if s.name in self.symbols and self.symbols[s.name].kind != "iteration"),  # type: ignore[attr-defined]
-                       key=lambda s: (order.get(self.symbols[s.name].kind, 9), s.name))  # type: ignore[attr-defined]
+                       key=lambda s: (order.get(self.symbols[s.name].kind, 9),  # type: ignore[attr-defined]
+                                      -self.input_order.get(s.name, 0), s.name))  # type: ignore[attr-defined]
         for s in cands:
             info = self.symbols[s.name]  # type: ignore[attr-defined]
             poly = sympy.Poly(diff, s) if diff.is_polynomial(s) else None
@@ -704,7 +746,8 @@ class _Engine:
             if info.kind == "input":
                 self.result.equalities.append((info.name, str(sol)))
             return True
-        if dim_symbols(a) | dim_symbols(b) <= self.input_names:
+        if dim_symbols(a) | dim_symbols(b) <= self.input_names and all(
+                x is None or isinstance(x, int) or x.expr.is_polynomial() for x in (a, b)):
             text = (str(a), str(b))
             if text not in self.result.equalities:
                 self.result.equalities.append(text)
@@ -733,6 +776,16 @@ class _Engine:
             res.values[v] = np.vectorize(clean, otypes=[object])(val) if val.size else val
         for fn in self.module.functions.values():
             _ = fn  # NOTE: function signatures are the blocks' args, already written above
+
+
+def _never_zero(e: sympy.Expr) -> bool:
+    """Whether ``e`` is provably nonzero for every value of its symbols (each >= 1, or >= 0 with ``_``)."""
+    d = sym_dim(e)
+    return provably_le(1, d) or provably_le(d, -1)
+
+
+def _is_number(e: Dim) -> bool:
+    return isinstance(e, int) or (isinstance(e, Sym) and not e.expr.free_symbols)
 
 
 def _known(d: Dim) -> int | Sym:

@@ -146,6 +146,14 @@ class _Checker(Interpreter):
     def _observe(self, v: Value, x: Any, where: str) -> None:
         self._observe_type(v.type, x, where)
         val = self.analysis.values.get(v)
+        if val is not None and isinstance(x, list) and val.size == 1 and val.reshape(-1)[0] is not None:
+            n = val.reshape(-1)[0]
+            got = n if isinstance(n, int) else self._eval(n, len(x))
+            if got is not None:
+                self.checked_elements += 1
+                if got != len(x):
+                    self.mismatches.append(Mismatch(f"{where} length", str(n), str(len(x))))
+            return
         if val is not None and isinstance(x, np.ndarray) and x.size == val.size and x.dtype.kind in "iubf":
             for k, (e, a) in enumerate(zip(val.reshape(-1), x.reshape(-1).tolist())):
                 if e is None:

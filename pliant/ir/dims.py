@@ -116,7 +116,7 @@ def parse_dim(text: str) -> Dim:
         return Sym.named(text)
     names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
     local = {n: symbol(n) for n in names}
-    local.update({"Max": sympy.Max, "Min": sympy.Min, "floor": sympy.floor, "Mod": sympy.Mod})
+    local.update({"Max": sympy.Max, "Min": sympy.Min, "floor": sympy.floor, "ceiling": sympy.ceiling, "Mod": sympy.Mod})
     try:
         expr = sympy.parse_expr(text, local_dict=local)
     except (SyntaxError, TypeError, sympy.SympifyError) as e:
@@ -325,10 +325,35 @@ class Facts:
     divisible: dict[str, int] = field(default_factory=dict)
     nonnegative: set[sympy.Expr] = field(default_factory=set)
     """Expressions known to be >= 0 (every dim of a tensor that exists is)."""
+    upper: dict[str, Dim] = field(default_factory=dict)
+    """Upper bounds of symbols (a loop's iteration index is at most its trip count - 1)."""
+
+    def le(self, a: Dim, b: Dim) -> bool:
+        """``provably_le`` that also uses the bounds: a bounded symbol is replaced by its worst case."""
+        if provably_le(a, b):
+            return True
+        if a is None or b is None or not self.upper:
+            return False
+        e = canonical(_e(b) - _e(a))
+        for _ in range(4):
+            bounded = [s for s in e.free_symbols if s.name in self.upper and self.upper[s.name] is not None]  # type: ignore[attr-defined]
+            if not bounded:
+                break
+            s = bounded[0]
+            if not e.is_polynomial(s) or sympy.degree(e, s) != 1:
+                return False
+            c = canonical(e.coeff(s))
+            if _nonneg(c) is True:
+                e = canonical(e.xreplace({s: 0}))  # NOTE: symbols here are >= 0
+            elif _nonneg(-c) is True:
+                e = canonical(e.xreplace({s: _e(self.upper[s.name])}))  # type: ignore[attr-defined, arg-type]
+            else:
+                return False
+        return _nonneg(e) is True
 
     def simplify(self, d: Dim) -> Dim:
-        if isinstance(d, Sym) and self.nonnegative and d.expr.has(sympy.Max):
-            d = sym_dim(d.expr.replace(lambda x: isinstance(x, sympy.Max), self._fold_max))
+        if isinstance(d, Sym) and (self.nonnegative or self.upper) and d.expr.has(sympy.Max, sympy.Min):
+            d = sym_dim(d.expr.replace(lambda x: isinstance(x, (sympy.Max, sympy.Min)), self._fold_minmax))
         if not isinstance(d, Sym) or not self.divisible:
             return d
         names = d.symbols & set(self.divisible)
@@ -345,11 +370,31 @@ class Facts:
         return sym_dim(e.xreplace(back))
 
 
-    def _fold_max(self, m: sympy.Expr) -> sympy.Expr:
-        # NOTE: drop constants <= 0 beside a term known to be nonnegative
-        args = m.args
-        keep = [a for a in args if not (a.is_Integer and int(a) <= 0 and any(b in self.nonnegative for b in args))]
-        return sympy.Max(*keep) if len(keep) > 1 else keep[0]
+    def _fold_minmax(self, m: sympy.Expr) -> sympy.Expr:
+        # NOTE: drop an argument that another provably dominates; a constant <= 0 beside a term
+        # known to be nonnegative (a dim) is dominated too.
+        args = list(m.args)
+        is_max = isinstance(m, sympy.Max)
+        keep: list[sympy.Expr] = []
+        for k, x in enumerate(args):
+            dominated = False
+            for j, y in enumerate(args):
+                if j == k or (j > k and self._le_expr(x, y) and self._le_expr(y, x)):
+                    continue
+                if is_max and (self._le_expr(x, y) or (x.is_Integer and int(x) <= 0 and y in self.nonnegative)):
+                    dominated = True
+                elif not is_max and self._le_expr(y, x):
+                    dominated = True
+                if dominated:
+                    break
+            if not dominated:
+                keep.append(x)
+        if not keep:
+            keep = [args[0]]
+        return (sympy.Max if is_max else sympy.Min)(*keep) if len(keep) > 1 else keep[0]
+
+    def _le_expr(self, a: sympy.Expr, b: sympy.Expr) -> bool:
+        return self.le(sym_dim(a), sym_dim(b))
 
     def note_dims(self, dims: Iterable[Dim]) -> None:
         """Record that these dims (of a tensor that exists) are >= 0."""

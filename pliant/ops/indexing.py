@@ -8,10 +8,9 @@ import math
 from typing import Any
 
 import numpy as np
-import sympy
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim, d_add, d_ceildiv, d_max, d_min, d_sub, dim_expr, provably_le, sym_dim
+from pliant.ir.dims import Dim, d_add, d_ceildiv, d_max, d_min, d_sub, provably_le
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
 from pliant.ops import symvalue
@@ -85,29 +84,12 @@ def _slice_len(s: int, e: int, p: int, d: int) -> int:
     return max(0, -((s - e) // p)) if p > 0 else max(0, -((e - s) // -p))
 
 
-def _sym_bound(v: int, d: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr:
-    """A start/end ``v`` on a symbolic axis of size ``d``, clamped to [lo, hi]."""
-    if v >= _BIG:
-        return hi
-    if v <= -_BIG:
-        return lo
-    # NOTE: a start/end >= 0 can only exceed the top; a negative one (d + v < d) only the bottom.
-    return sympy.Min(sympy.Integer(v), hi) if v >= 0 else sympy.Max(d + v, lo)
-
-
 def _slice_dim(d: Dim, s: int, e: int, p: int) -> Dim:
     if d is None:
         return None
     if isinstance(d, int):
         return _slice_len(s, e, p, d)
-    x = dim_expr(d)
-    if p > 0:
-        s_, e_ = _sym_bound(s, x, sympy.Integer(0), x), _sym_bound(e, x, sympy.Integer(0), x)
-        n = sympy.ceiling((e_ - s_) / p)
-    else:
-        s_, e_ = _sym_bound(s, x, sympy.Integer(0), x - 1), _sym_bound(e, x, sympy.Integer(-1), x - 1)
-        n = sympy.ceiling((s_ - e_) / -p)
-    return sym_dim(sympy.simplify(sympy.Max(n, 0)))
+    return _slice_dim_sym(d, s, e, p)
 
 
 def _bound(v: Dim, d: Dim, positive_step: bool) -> Dim:

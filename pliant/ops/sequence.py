@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ir.dims import Dim
+from pliant.ir.dims import Dim, d_add, d_mul, d_sub
 from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, SequenceType, TensorType, Type
+from pliant.ops import symvalue
 from pliant.ops.control import join_types
 from pliant.ops.infer import normalize_axis
 from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
@@ -46,6 +47,36 @@ def _position(pos: np.ndarray, n: int, *, inclusive_end: bool, op: str) -> int:
     return p + n if p < 0 else p
 
 
+# -- symbolic lengths ---------------------------------------------------------------
+# NOTE: the shape analysis tracks a sequence's length as its symbolic value (a 1-element array).
+
+
+def _length(ctx: InferContext, i: int = 0) -> Dim:
+    v = ctx.value(i)
+    return v.reshape(-1)[0] if v is not None and v.size == 1 else None  # type: ignore[no-any-return]
+
+
+def _length_value(n: Dim) -> list[np.ndarray | None]:
+    return [None] if n is None else [symvalue.array([n], (1,))]
+
+
+def _construct_value(ctx: InferContext) -> list[np.ndarray | None]:
+    return _length_value(len(ctx.input_types))
+
+
+def _insert_value(ctx: InferContext) -> list[np.ndarray | None]:
+    return _length_value(d_add(_length(ctx), 1))
+
+
+def _erase_value(ctx: InferContext) -> list[np.ndarray | None]:
+    return _length_value(d_sub(_length(ctx), 1))
+
+
+def _length_op_value(ctx: InferContext) -> list[np.ndarray | None]:
+    n = _length(ctx)
+    return [None] if n is None else [symvalue.array([n], ())]
+
+
 # -- SequenceConstruct / SequenceEmpty ------------------------------------------
 
 def _construct_infer(ctx: InferContext) -> list[Type]:
@@ -56,7 +87,7 @@ def _construct_infer(ctx: InferContext) -> list[Type]:
     return [SequenceType(elem if elem is not None else ANY)]
 
 
-@register("SequenceConstruct", Dynamism.ISDOS, infer=_construct_infer, family=SEQUENCE)
+@register("SequenceConstruct", Dynamism.ISDOS, infer=_construct_infer, family=SEQUENCE, value=_construct_value)
 def sequence_construct(ctx: KernelContext, *tensors: np.ndarray) -> list[np.ndarray]:
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) > 1:
@@ -73,7 +104,7 @@ def _empty_infer(ctx: InferContext) -> list[Type]:
     return [SequenceType(TensorType(_empty_dtype(ctx), None))]
 
 
-@register("SequenceEmpty", Dynamism.ISDO, infer=_empty_infer, family=SEQUENCE)
+@register("SequenceEmpty", Dynamism.ISDO, infer=_empty_infer, family=SEQUENCE, value=lambda ctx: _length_value(0))
 def sequence_empty(ctx: KernelContext) -> list[np.ndarray]:
     return []
 
@@ -94,7 +125,7 @@ def _insert_infer(ctx: InferContext) -> list[Type]:
     return [SequenceType(t)]
 
 
-@register("SequenceInsert", Dynamism.ISDOS, infer=_insert_infer, family=SEQUENCE,
+@register("SequenceInsert", Dynamism.ISDOS, infer=_insert_infer, family=SEQUENCE, value=_insert_value,
           note="the length follows from the input's; where elements differ in shape, the position value decides "
                "which element lands where")
 def sequence_insert(ctx: KernelContext, seq: Any, tensor: np.ndarray, position: np.ndarray | None = None) -> list[Any]:
@@ -114,7 +145,7 @@ def _same_seq_infer(ctx: InferContext) -> list[Type]:
     return [t if isinstance(t, SequenceType) else SequenceType(ANY)]
 
 
-@register("SequenceErase", Dynamism.ISDOS, infer=_same_seq_infer, family=SEQUENCE,
+@register("SequenceErase", Dynamism.ISDOS, infer=_same_seq_infer, family=SEQUENCE, value=_erase_value,
           note="the length follows from the input's; the position value decides which element goes")
 def sequence_erase(ctx: KernelContext, seq: Any, position: np.ndarray | None = None) -> list[Any]:
     seq = _check_seq(seq, "SequenceErase")
@@ -143,7 +174,7 @@ def _length_infer(ctx: InferContext) -> list[Type]:
     return [TensorType(DType.INT64, ())]
 
 
-@register("SequenceLength", Dynamism.ISDO, infer=_length_infer, family=SEQUENCE,
+@register("SequenceLength", Dynamism.ISDO, infer=_length_infer, family=SEQUENCE, value=_length_op_value,
           note="the value is the sequence's length, its only 'shape'")
 def sequence_length(ctx: KernelContext, seq: Any) -> np.ndarray:
     return np.array(len(_check_seq(seq, "SequenceLength")), dtype=np.int64)
@@ -238,10 +269,12 @@ def _concat_infer(ctx: InferContext) -> list[Type]:
     rank = len(elem.shape) + (1 if new_axis else 0)
     axis = normalize_axis(int(ctx.attr("axis")), rank, "ConcatFromSequence axis")
     shape = list(elem.shape)
+    n = _length(ctx)
     if new_axis:
-        shape.insert(axis, None)
+        shape.insert(axis, n)
     else:
-        shape[axis] = None
+        # NOTE: all elements share the element type's dims, so the concatenated axis is n times one of them
+        shape[axis] = d_mul(n, shape[axis])
     return [TensorType(elem.dtype, tuple(shape))]
 
 

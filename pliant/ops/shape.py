@@ -59,15 +59,16 @@ def const_ints(ctx: InferContext, i: int) -> list[int] | None:
 
 
 def size_dims(ctx: InferContext, i: int) -> list[Dim] | None:
-    """Input ``i`` (a tensor of sizes) as dims: constants, or symbolic values the analysis tracked.
+    """Input ``i`` (a tensor of sizes, as Expand and ConstantOfShape take) as dims.
 
-    A symbolic element counts only when it is provably >= 1 (a size that could
-    be 0 or -1 would mean something else to Reshape); other elements are None.
+    Constants, or symbolic values the analysis tracked (``Shape(x)`` is
+    ``[N, L]``).  A symbolic element must be provably >= 0 to count (it is a
+    size); others are None.
     """
     ds = ctx.dims(i)
     if ds is None:
         return None
-    return [d if isinstance(d, int) or (d is not None and provably_le(1, d)) else None for d in ds]
+    return [d if isinstance(d, int) or (d is not None and provably_le(0, d)) else None for d in ds]
 
 
 def ints(x: Any) -> list[int]:

@@ -59,8 +59,10 @@ def from_constant(c: np.ndarray | None) -> SymArray | None:
             flat[k] = int(v)
             continue
         # NOTE: a float holding a simple fraction (a 0.5 scale) is kept exact; others are not tracked
+        if not np.isfinite(v):
+            return None
         frac = Fraction(v).limit_denominator(1024)
-        if not np.isfinite(v) or c.dtype.type(frac.numerator / frac.denominator) != c.dtype.type(v):
+        if c.dtype.type(frac.numerator / frac.denominator) != c.dtype.type(v):
             return None
         flat[k] = Sym(sympy.Rational(frac.numerator, frac.denominator))
     return out
