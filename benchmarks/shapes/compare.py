@@ -4,21 +4,27 @@
     python benchmarks/shapes/compare.py --models bert_encoder,yolo_nms
     python benchmarks/shapes/compare.py path/to/model.onnx    # its cases from path/to/model.npz
     python benchmarks/shapes/compare.py --guess-output-rank   # ORT's guess_output_rank=True
+    python benchmarks/shapes/compare.py --same-process        # every tool in this process (to debug)
 
 Per model: each stored case runs in pliant's reference interpreter, which
 records the shape of every named value (inside If/Loop/Scan bodies too);
 then onnx's ``infer_shapes(data_prop=True)``, onnxruntime's symbolic shape
 inference (``auto_merge=True``) and pliant's RDP (once
-``pliant.analysis.rdp.analyze_json`` exists) name their shapes, and
+``pliant.analysis.rdp.analyze_json`` exists) name their shapes, each
+(model, tool) in a fresh process of its own so that no tool sees another's
+process state (sympy's caches, module globals), and
 ``pliant.analysis.peers.score`` counts the observed dims each one resolves
 (an int equal to every run, or an expression of the input symbols that
-evaluates to every run) and the dims it gets wrong. Writes
+evaluates to every run) and the dims it gets wrong. A tool's time is measured
+inside its process (process start and imports not counted). Writes
 ``benchmarks/results/shapes.{md,json}`` and prints the Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import re
 import sys
@@ -69,20 +75,25 @@ def path_model(path: Path) -> tuple[str, Path, Cases]:
     return path.stem, path, [(f"case {i}", by_case[i]) for i in sorted(by_case)]
 
 
-def run(models: list[tuple[str, Path, Cases]], guess_output_rank: bool) -> list[peers.ModelComparison]:
-    tools = dict(peers.TOOLS)
-    tools["ort-symbolic"] = lambda m: peers.ort_symbolic(m, guess_output_rank=guess_output_rank)
+def run(models: list[tuple[str, Path, Cases]], guess_output_rank: bool,
+        same_process: bool = False) -> list[peers.ModelComparison]:
+    """Trace and score every model; each (model, tool) analysis in a fresh process unless ``same_process``."""
+    tools: dict[str, peers.ToolFn] = dict(peers.TOOLS)
+    tools["ort-symbolic"] = functools.partial(peers.ort_symbolic, guess_output_rank=guess_output_rank)
     out = []
-    for name, path, cases in models:
-        start = time.perf_counter()
-        result = peers.compare_model(name, onnx.load(str(path)), cases, tools)
-        print(f"{name}: {len(result.actual.cases)} case(s), {result.values} values, {time.perf_counter() - start:.1f} s",
-              file=sys.stderr)
-        out.append(result)
+    with contextlib.ExitStack() as stack:
+        fresh = None if same_process else stack.enter_context(peers.FreshProcesses())
+        for name, path, cases in models:
+            start = time.perf_counter()
+            result = peers.compare_model(name, onnx.load(str(path)), cases, tools, fresh=fresh)
+            print(f"{name}: {len(result.actual.cases)} case(s), {result.values} values, "
+                  f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+            out.append(result)
     return out
 
 
-def to_json(results: list[peers.ModelComparison], machine: dict[str, Any], guess_output_rank: bool) -> dict[str, Any]:
+def to_json(results: list[peers.ModelComparison], machine: dict[str, Any], guess_output_rank: bool,
+            same_process: bool = False) -> dict[str, Any]:
     models = []
     for r in results:
         tools: dict[str, Any] = {}
@@ -95,8 +106,11 @@ def to_json(results: list[peers.ModelComparison], machine: dict[str, Any], guess
             tools[key] = entry
         models.append({"name": r.name, "cases": list(r.actual.cases), "case_errors": list(r.actual.errors),
                        "values": r.values, "dims": r.dims, "tools": tools})
+    isolation = "one process for all" if same_process else "a fresh process per model and tool"
     return {"machine": machine,
-            "settings": {"ort": {"auto_merge": True, "guess_output_rank": guess_output_rank}, "onnx": {"data_prop": True}},
+            "settings": {"ort": {"auto_merge": True, "guess_output_rank": guess_output_rank}, "onnx": {"data_prop": True},
+                         "isolation": isolation,
+                         "seconds": "measured inside the tool's process; process start and imports not counted"},
             "models": models}
 
 
@@ -130,7 +144,11 @@ def render_markdown(report: dict[str, Any], results: list[peers.ModelComparison]
         "every dim of a value whose rank it gets wrong): soundness bugs in that tool. Tools: "
         "`onnx.shape_inference.infer_shapes(data_prop=True)`; onnxruntime's "
         f"`SymbolicShapeInference.infer_shapes(auto_merge={ort['auto_merge']}, "
-        f"guess_output_rank={ort['guess_output_rank']})`; pliant's RDP (`pliant.analysis.rdp.analyze_json`)."
+        f"guess_output_rank={ort['guess_output_rank']})`; pliant's RDP (`pliant.analysis.rdp.analyze_json`). "
+        + ("Every tool ran in one process, one after the other."
+           if report["settings"].get("isolation") == "one process for all" else
+           "Each tool ran on each model in a fresh process of its own, so no tool saw another's process state "
+           "(sympy's caches, module globals).")
     )
     out.append("")
     head = ["model", "cases", "values", "dims"] + [f"{TITLES[k]} %" for k in keys] + [f"{TITLES[k]} wrong" for k in keys]
@@ -156,10 +174,20 @@ def render_markdown(report: dict[str, Any], results: list[peers.ModelComparison]
     out.append("† partial: the tool stopped early and its partial answer is scored. ✗ failed: the tool crashed; "
                "nothing it said is scored. n/a: the tool is not available.")
     out.append("")
-    seconds = {k: sum(r.tools[k].seconds for r in results if k in r.tools) for k in keys}
-    out.append("Analysis time over all models: " + ", ".join(
-        f"{TITLES[k]} {seconds[k]:.2f} s" for k in keys if any(k in r.scores for r in results)) + ".")
+    timed = [k for k in keys if any(k in r.scores for r in results)]
+    seconds = {k: sum(r.tools[k].seconds for r in results if k in r.tools) for k in timed}
+    out.append("Analysis time over all models: " + ", ".join(f"{TITLES[k]} {seconds[k]:.2f} s" for k in timed) + ".")
     out.append("")
+    if timed:
+        out.append("Analysis time per model, in seconds, as each tool measured it inside its process "
+                   "(starting the process and importing the tool not counted):")
+        out.append("")
+        out.append("| model | " + " | ".join(f"{TITLES[k]} s" for k in timed) + " |")
+        out.append("|" + "---|" * (len(timed) + 1))
+        for r in results:
+            out.append(f"| {r.name} | " + " | ".join(
+                f"{r.tools[k].seconds:.3f}" if k in r.scores else "n/a" for k in timed) + " |")
+        out.append("")
     notes = _notes(results, keys)
     if notes:
         out += ["## Notes", ""] + notes + [""]
@@ -193,15 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guess-output-rank", action="store_true", help="run ORT's tool with guess_output_rank=True")
     ap.add_argument("--out", type=Path, default=RESULTS / "shapes", help="write OUT.md and OUT.json (default: %(default)s)")
     ap.add_argument("--no-write", action="store_true", help="only print the table")
+    ap.add_argument("--same-process", action="store_true",
+                    help="run every tool in this process instead of a fresh one per model and tool (tools then "
+                         "share process state, so an answer can depend on what ran before it)")
     args = ap.parse_args(argv)
     if args.paths and args.models:
         ap.error("give model paths or --models, not both")
     models = [path_model(p) for p in args.paths] if args.paths else suite_models(
         args.models.split(",") if args.models else None)
-    results = run(models, args.guess_output_rank)
+    results = run(models, args.guess_output_rank, args.same_process)
     machine = describe_machine()
     machine["versions"].update(peers_versions())
-    report = to_json(results, machine, args.guess_output_rank)
+    report = to_json(results, machine, args.guess_output_rank, args.same_process)
     text = render_markdown(report, results)
     print(text)
     if not args.no_write:

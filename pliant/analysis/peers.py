@@ -17,6 +17,10 @@ input dim_params; for pliant also its loop iteration symbols) that evaluates
 to the observed size under each case's input sizes. A tool's dim that
 contradicts a run is *wrong*: a soundness bug in that tool.
 
+The tools keep process-wide state (sympy's caches, module globals), so for a
+fair comparison :class:`FreshProcesses` runs each tool call in a new process
+and :func:`compare_model` takes it as ``fresh=``; the tracing stays in this one.
+
 >>> import numpy as np, onnx, onnx.helper as h
 >>> g = h.make_graph([h.make_node("Shape", ["x"], ["s"]), h.make_node("Concat", ["x", "x"], ["y"], axis=0)],
 ...     "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N"])],
@@ -36,9 +40,13 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import multiprocessing
+import numbers
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -286,6 +294,91 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
 
 
+# -- one fresh process per analysis ----------------------------------------------
+
+
+class FreshProcesses:
+    """Runs every tool call in a process of its own, started for that call alone.
+
+    The tools keep process-wide state (sympy's caches, module globals in
+    onnxruntime's symbolic shape inference, pliant's own), so a tool that runs
+    after others in one process can answer differently from the same tool run
+    alone. :meth:`run` gives each call a new interpreter (the ``spawn`` start
+    method: nothing is inherited from this process, and the pool's
+    ``max_tasks_per_child=1`` retires it after the one call) and sends back
+    plain data only (:func:`plain`). An answer's ``seconds`` is what the tool
+    measured inside that process: starting it and importing the tool are not
+    counted. A process that dies (a crash in native code, killed for memory)
+    gives a ``failed`` answer that says so, and the next call gets a new pool.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> FreshProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, key: str, fn: ToolFn, model: onnx.ModelProto | bytes) -> ToolShapes:
+        """``fn(model)`` in a fresh process, as plain data; ``key`` names the tool in a ``failed`` answer.
+
+        ``fn`` must pickle: a module-level function, or a ``functools.partial`` of one.
+        """
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1)
+        try:
+            return self._pool.submit(_run_tool, key, fn, data).result()
+        except BrokenProcessPool as e:
+            self.close()
+            return ToolShapes(key, {}, input_symbols(onnx.load_model_from_string(data)), "failed", _one_line(e))
+
+    def close(self) -> None:
+        """Stop the pool's process (a later :meth:`run` starts a new pool)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def run_fresh(key: str, fn: ToolFn, model: onnx.ModelProto | bytes) -> ToolShapes:
+    """One call of :meth:`FreshProcesses.run`."""
+    with FreshProcesses() as fresh:
+        return fresh.run(key, fn, model)
+
+
+def _run_tool(key: str, fn: ToolFn, data: bytes) -> ToolShapes:
+    # NOTE: runs in the fresh process; the tools catch their own crashes, this
+    # catches what escapes them (so the parent always gets an answer to score)
+    model = onnx.load_model_from_string(data)
+    try:
+        return plain(fn(model))
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a tool's crash is a result to report
+        return ToolShapes(key, {}, input_symbols(model), "failed", _one_line(e))
+
+
+def plain(answer: ToolShapes) -> ToolShapes:
+    """``answer`` holding builtin values only (dims: int, str or None), so it pickles without its tool's modules.
+
+    >>> x = sympy.Symbol("x", integer=True)
+    >>> plain(ToolShapes("t", {"a": (sympy.Integer(2), x + 1, np.int64(3), None)}, frozenset({x})))
+    ToolShapes(tool='t', shapes={'a': (2, 'x + 1', 3, None)}, allowed_symbols=frozenset({'x'}), status='ok', note='', seconds=0.0)
+    """
+    shapes = {str(name): None if shape is None else tuple(_plain_dim(d) for d in shape)
+              for name, shape in answer.shapes.items()}
+    return ToolShapes(str(answer.tool), shapes, frozenset(str(s) for s in answer.allowed_symbols), answer.status,
+                      str(answer.note), float(answer.seconds))
+
+
+def _plain_dim(d: object) -> Dim:
+    if d is None or isinstance(d, bool | np.bool_):
+        return None
+    if isinstance(d, numbers.Integral):
+        return int(d)
+    return d if isinstance(d, str) else str(d)
+
+
 # -- the runs -------------------------------------------------------------------
 
 
@@ -498,12 +591,20 @@ class ModelComparison:
 
 
 def compare_model(name: str, model: onnx.ModelProto, cases: Sequence[tuple[str, Mapping[str, Any]]],
-                  tools: Mapping[str, ToolFn] | None = None) -> ModelComparison:
+                  tools: Mapping[str, ToolFn] | None = None, *, fresh: FreshProcesses | None = None) -> ModelComparison:
     """Trace ``model`` on ``cases``, run each tool (default: :data:`TOOLS`) and score it.
 
-    A skipped tool gets no score; a failed one is scored on its empty answer.
+    With ``fresh``, each tool runs in a process of its own (see
+    :class:`FreshProcesses`); without, in this one, one after the other. The
+    tracing always runs here. A skipped tool gets no score; a failed one is
+    scored on its empty answer.
     """
     actual = trace_cases(model, cases)
-    answers = {key: fn(model) for key, fn in (tools if tools is not None else TOOLS).items()}
+    chosen = tools if tools is not None else TOOLS
+    if fresh is None:
+        answers = {key: fn(model) for key, fn in chosen.items()}
+    else:
+        data = model.SerializeToString()
+        answers = {key: fresh.run(key, fn, data) for key, fn in chosen.items()}
     scores = {key: score(a, actual) for key, a in answers.items() if a.status != "skipped"}
     return ModelComparison(name, actual, answers, scores)

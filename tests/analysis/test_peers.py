@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import onnx
@@ -205,3 +207,72 @@ def test_compare_script_on_a_model_with_stored_cases(tmp_path: Path, capsys: pyt
     report = json.loads((tmp_path / "out" / "shapes.json").read_text())
     assert report["models"][0]["tools"]["onnx-data_prop"]["resolved"] == 7
     assert (tmp_path / "out" / "shapes.md").read_text().strip() == text.strip()
+
+
+# -- each analysis in a fresh process (the tools below run in the child: module level, so they pickle) --------------
+
+
+def raising_tool(model: onnx.ModelProto) -> peers.ToolShapes:
+    raise ValueError(f"no shapes for {model.graph.name}\n(second line)")
+
+
+def dying_tool(model: onnx.ModelProto) -> peers.ToolShapes:
+    os._exit(3)
+
+
+def sympy_tool(model: onnx.ModelProto) -> peers.ToolShapes:
+    import sympy
+
+    n = sympy.Symbol("N", integer=True)
+    not_plain: dict[str, Any] = {"c": (2 * n, sympy.Integer(4)), "s": (np.int64(2),)}  # as a tool might build them
+    return peers.ToolShapes("sympy", not_plain, frozenset({n}), seconds=0.5)
+
+
+def process_id_tool(model: onnx.ModelProto) -> peers.ToolShapes:
+    return peers.ToolShapes("pid", {}, frozenset(), note=str(os.getpid()))
+
+
+def test_fresh_processes_give_the_in_process_answers() -> None:
+    model = small_shape_model()
+    with peers.FreshProcesses() as fresh:
+        for key in ("onnx-data_prop", "ort-symbolic"):
+            here, there = peers.TOOLS[key](model), fresh.run(key, peers.TOOLS[key], model)
+            assert (there.tool, there.status, there.shapes, there.allowed_symbols) == \
+                (here.tool, here.status, here.shapes, here.allowed_symbols)
+            assert there.seconds > 0.0
+        pids = {fresh.run("pid", process_id_tool, model).note for _ in range(2)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids  # one new process per call
+
+
+def test_fresh_process_sends_back_plain_data() -> None:
+    answer = peers.run_fresh("sympy", sympy_tool, small_shape_model())
+    assert answer.shapes == {"c": ("2*N", 4), "s": (2,)} and answer.allowed_symbols == {"N"}
+    assert answer.seconds == 0.5  # the tool's own measurement, not the process's lifetime
+    s = peers.score(answer, peers.trace_cases(small_shape_model(), small_cases()))
+    assert (s.resolved, s.wrong) == (3, 0)
+
+
+def test_a_tool_that_raises_or_dies_in_its_process_is_failed_with_the_reason() -> None:
+    model = small_shape_model()
+    with peers.FreshProcesses() as fresh:
+        raised = fresh.run("raises", raising_tool, model)
+        died = fresh.run("dies", dying_tool, model)
+        after = fresh.run("onnx-data_prop", peers.onnx_data_prop, model)  # a dead process leaves no broken pool behind
+    assert (raised.tool, raised.status, raised.note) == ("raises", "failed", "ValueError: no shapes for g (second line)")
+    assert raised.allowed_symbols == {"N"}
+    assert died.status == "failed" and died.note.startswith("BrokenProcessPool: ")
+    assert after.status == "ok" and after.shapes["s"] == (2,)
+
+
+def test_compare_script_notes_why_a_tool_failed() -> None:
+    script = _load_script()
+    with peers.FreshProcesses() as fresh:
+        result = peers.compare_model("small", small_shape_model(), small_cases(),
+                                     {"onnx-data_prop": raising_tool, "ort-symbolic": peers.ort_symbolic}, fresh=fresh)
+    report = script.to_json([result], {"date": "today", "cpu": "cpu", "cores_usable": 1, "os": "os", "versions": {}},
+                            False)
+    text = script.render_markdown(report, [result])
+    assert "| small | 3 | 7 | 9 | 0.0% ✗ | 100.0% | n/a |" in text
+    assert "- small, onnx data_prop: failed: ValueError: no shapes for g (second line)" in text
+    assert "in a fresh process of its own" in text and "| small | " in text.split("inside its process")[1]
+    assert report["models"][0]["tools"]["onnx-data_prop"]["note"].startswith("ValueError")
