@@ -166,7 +166,7 @@ class _Engine:
         for rnd in range(1, MAX_ROUNDS + 1):
             res.rounds = rnd
             self._reset()
-            self._analyze_function(entry, [self._subst_type(v.type) for v in entry.inputs], [None] * len(entry.inputs))
+            self._analyze_function(entry, self._entry_types(entry), [None] * len(entry.inputs))
             for fn in self.module.functions.values():
                 if fn is not entry and fn.body not in self.analyzed_blocks:
                     self._analyze_function(fn, [self._subst_type(v.type) for v in fn.inputs], [None] * len(fn.inputs))
@@ -174,6 +174,20 @@ class _Engine:
                 break
         self._write_back()
         return res
+
+    def _entry_types(self, entry: Function) -> list[Type]:
+        """The entry's input types; a symbol inside a sequence's element type that no earlier input binds is
+        per element (each element may differ there, as the feed check allows), so it becomes unknown."""
+        bound: set[str] = set()
+        out: list[Type] = []
+        for v in entry.inputs:
+            t = self._subst_type(v.type)
+            if isinstance(t, SequenceType):
+                t = _map_dims(t, lambda d: d if dim_symbols(d) <= bound else None)
+            else:
+                bound |= _type_symbols(t)
+            out.append(t)
+        return out
 
     def _reset(self) -> None:
         self.types: dict[Value, Type] = {}
@@ -281,11 +295,28 @@ class _Engine:
             self._scan(op)
         elif op.name == "Call" and op.domain == "pliant":
             self._call(op)
+        elif op.name == "SequenceMap" and op.domain == "" and "body" in op.regions:
+            body = op.regions["body"].block
+            outs = self._block(body, self._region_arg_types(op, body), [None] * len(body.args))
+            n = self.vals.get(op.operands[0]) if op.operands and op.operands[0] is not None else None
+            for r, t in zip(op.results, outs):
+                # NOTE: one element per input element; what the body computes afresh per element is unknown
+                self._set(r, SequenceType(_map_dims(t, lambda d: None if self._local_to(d, body) else d)), n)
         else:
             for region in op.regions.values():
-                self._block(region.block, [self.type_of(a) or ANY for a in region.block.args],
-                            [None] * len(region.block.args))
+                self._block(region.block, self._region_arg_types(op, region.block), [None] * len(region.block.args))
             self._plain(op)
+
+    def _region_arg_types(self, op: Op, block: Block) -> list[Type]:
+        """Argument types of a body this analysis has no special rule for: SequenceMap's are the elements of
+        its sequence inputs (and its tensor inputs); elsewhere the declared types with symbols unknown."""
+        if op.name == "SequenceMap" and len(op.operands) == len(block.args):
+            out: list[Type] = []
+            for v in op.operands:
+                t = self.type_of(v) or ANY
+                out.append(t.elem if isinstance(t, SequenceType) else t)
+            return out
+        return [_map_dims(a.type, lambda d: d if isinstance(d, int) else None) for a in block.args]
 
     def _ctx(self, op: Op) -> tuple[registry.OpDef, registry.InferContext]:
         opdef = registry.get(op.name, op.domain)
@@ -466,14 +497,23 @@ class _Engine:
                 changed = True
             for k in range(n_carried):
                 out_t = outs[1 + k] if 1 + k < len(outs) else ANY
-                if k in from_empty and isinstance(out_t, SequenceType) and out_t != init_t[k]:
-                    # NOTE: a sequence that starts empty holds what the body inserts: adopt its element type,
-                    # with the dims that change between iterations unknown (elements may differ there)
-                    init_t[k] = _map_dims(out_t, lambda d: None if self._local_to(d, body) else d)
-                    from_empty.discard(k)
-                    changed = True
-                    continue
-                changed |= self._update_modes(body, in_t[k], out_t, init_t[k], modes[k], rank_lost, k, i_sym)
+                generalised = _map_dims(out_t, lambda d: None if self._local_to(d, body) else d)
+                if k in from_empty:
+                    if isinstance(out_t, SequenceType) and out_t != init_t[k]:
+                        # NOTE: a sequence that starts empty holds what the body inserts: adopt its element
+                        # type, with the dims that change between iterations unknown (elements may differ)
+                        init_t[k] = generalised
+                        from_empty.discard(k)
+                        changed = True
+                elif not isinstance(init_t[k], TensorType):
+                    # NOTE: sequences and optionals carried around the loop: join what comes in with what the
+                    # body yields until it stops changing
+                    joined = join_types(init_t[k], generalised)
+                    if joined != in_t[k]:
+                        init_t[k] = joined
+                        changed = True
+                else:
+                    changed |= self._update_modes(body, in_t[k], out_t, init_t[k], modes[k], rank_lost, k, i_sym)
                 ov = self.vals.get(body.outputs[1 + k]) if 1 + k < len(body.outputs) else None
                 changed |= self._update_val_modes(body, in_v[k], ov, init_v[k], vmodes[k], i_sym)
             if not changed:
