@@ -31,7 +31,7 @@ import numpy as np
 from pliant.frontends.tc import parse
 from pliant.kernels.autotune import TuneResult, autotune, lookup
 from pliant.kernels.check import check_kernel
-from pliant.kernels.compiled import CompiledKernel, Signature, build, generate_c
+from pliant.kernels.compiled import CompiledKernel, Signature, build, data_pointers, generate_c
 from pliant.kernels.errors import (
     CompileError,
     CompilerNotFoundError,
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 _MAX_VERSIONS = 1024
-_Runner = Callable[[list[np.ndarray], list[int], Mapping[str, int]], None]  # (arrays, data pointers, sizes)
+_Runner = Callable[[list[np.ndarray], list[int]], None]  # (arrays, their data pointers): inputs then outputs
 
 
 class Kernel:
@@ -89,7 +89,7 @@ class Kernel:
         self._schedule = Schedule()
         self._lock = threading.Lock()
         self._generic: CompiledKernel | None = None
-        self._versions: dict[tuple[Any, ...], _Runner] = {}
+        self._versions: dict[tuple[Any, ...], tuple[_Runner, list[tuple[int, ...]]]] = {}  # and output shapes
         if schedule is not None:
             self.schedule = schedule
 
@@ -141,19 +141,21 @@ class Kernel:
         arrays, env = self.signature.bind(args)
         spec = self.specialize if specialize is None else specialize
         key = (spec, *(env[s] for s in self.sizes))
-        run = self._versions.get(key)
-        if run is None:
-            run = self._version(env, spec)
+        version = self._versions.get(key)
+        if version is None:
+            shapes = self.signature.output_shapes(env)  # raises for inputs too small, before compiling
+            version = (self._version(env, spec), shapes)
             with self._lock:
                 if len(self._versions) >= _MAX_VERSIONS:
                     self._versions.clear()
-                self._versions[key] = run
-        outs = self.signature.outputs_for(env, out, arrays)
+                self._versions[key] = version
+        run, shapes = version
+        outs = self.signature.outputs_of_shapes(shapes, out)
         everything = arrays + outs
-        ptrs = [a.ctypes.data for a in everything]
+        ptrs = data_pointers(everything)
         if out is not None:
             self.signature.check_overlap(ptrs, everything)
-        run(everything, ptrs, env)
+        run(everything, ptrs)
         if out is not None:
             return out
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -164,14 +166,14 @@ class Kernel:
             lib = library_call(self.typed) if tuned.use_library else None
             if lib is not None:
                 fn, n_in = lib.fn, len(self.inputs)
-                return lambda arrays, ptrs, env: fn(arrays[:n_in], arrays[n_in:])
-            return _native(build(self.typed, tuned.best, env))
+                return lambda arrays, ptrs: fn(arrays[:n_in], arrays[n_in:])
+            return _native(build(self.typed, tuned.best, env), env)
         if specialize:
-            return _native(build(self.typed, self._schedule, env))
+            return _native(build(self.typed, self._schedule, env), env)
         with self._lock:
             if self._generic is None:
                 self._generic = build(self.typed, self._schedule, None)
-            return _native(self._generic)
+            return _native(self._generic, env)
 
     # --- tuning --------------------------------------------------------------------------------
 
@@ -206,9 +208,9 @@ class Kernel:
         return result
 
 
-def _native(ck: CompiledKernel) -> _Runner:
-    run = ck.run_ptrs
-    return lambda arrays, ptrs, env: run(ptrs, env)
+def _native(ck: CompiledKernel, env: Mapping[str, int]) -> _Runner:
+    call = ck.caller(env)
+    return lambda arrays, ptrs: call(ptrs)
 
 
 def define_all(source: str, *, schedule: Schedule | None = None, specialize: bool = False) -> dict[str, Kernel]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from pliant.kernels.cache import cache_dir, write_atomic
 from pliant.kernels.check import TypedKernel
-from pliant.kernels.compiled import CompiledKernel, Signature, build
+from pliant.kernels.compiled import CompiledKernel, Signature, build, data_pointers
 from pliant.kernels.errors import TCError
 from pliant.kernels.ir import format_kernel
 from pliant.kernels.ranges import KernelRanges, infer_ranges
@@ -279,7 +279,8 @@ def autotune(
 def _runner(
     ck: CompiledKernel, arrays: list[np.ndarray], outs: list[np.ndarray], env: Mapping[str, int]
 ) -> Callable[[], None]:
-    return lambda: ck.run(arrays, outs, env)
+    call, ptrs = ck.caller(env), data_pointers(arrays + outs)
+    return lambda: call(ptrs)
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:

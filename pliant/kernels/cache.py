@@ -146,7 +146,8 @@ def _dlopen(so: Path) -> Any:
         return None
     _LOADED_PATHS.add(str(so))
     fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64)]
+    # NOTE: no argtypes: callers pass a ctypes array of void pointers and one of int64 (arrays go
+    # as pointers), and having ctypes check them would cost a third of the call.
     return fn
 
 
