@@ -2,9 +2,11 @@
 
 >>> import pliant
 >>> module = pliant.load("model.onnx")            # doctest: +SKIP
+>>> shapes = pliant.analyze(module)              # doctest: +SKIP
 >>> outputs = pliant.interpret(module, {"x": x})  # doctest: +SKIP
 """
 
+from pliant.analysis.rdp import analyze
 from pliant.errors import (
     FeedError,
     IRParseError,
@@ -31,6 +33,7 @@ __all__ = [
     "ShapeInferenceError",
     "UnsupportedOpError",
     "VerifyError",
+    "analyze",
     "interpret",
     "tc",
     "load",

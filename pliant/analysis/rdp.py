@@ -51,7 +51,7 @@ from pliant.ir.dims import (
     sym_dim,
 )
 from pliant.ir.dtypes import DType
-from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type
+from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type, UnknownType
 from pliant.ops import registry
 from pliant.ops.control import join_types
 from pliant.ops.symvalue import MAX_ELEMENTS, from_constant, static_shape
@@ -105,6 +105,14 @@ class ShapeAnalysis:
 
     def symbols_of_kind(self, *kinds: str) -> list[SymbolInfo]:
         return [s for s in self.symbols.values() if s.kind in kinds]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached(UnknownType):
+    """The type of a result no execution has produced yet (a recursive call before its fixpoint)."""
+
+
+UNREACHED = Unreached()
 
 
 def analyze(module: Module, *, backward: bool = True) -> ShapeAnalysis:
@@ -170,10 +178,29 @@ class _Engine:
             for fn in self.module.functions.values():
                 if fn is not entry and fn.body not in self.analyzed_blocks:
                     self._analyze_function(fn, [self._subst_type(v.type) for v in fn.inputs], [None] * len(fn.inputs))
+            self._generalise_shared_functions()
             if not backward or not self._backward():
                 break
         self._write_back()
         return res
+
+    def _generalise_shared_functions(self) -> None:
+        """A function analysed with different argument types (two call sites, or recursion with other
+        arguments) keeps, in the IR, the types that hold for all of them: its body is analysed once more with
+        the join of those argument types.  Each call's results were already computed from its own types."""
+        for name, contexts in list(self.fn_contexts.items()):
+            fn = self.module.functions[name]
+            distinct = [c for k, c in enumerate(contexts) if c not in contexts[:k]]
+            if len(distinct) < 2:
+                continue
+            joined = list(distinct[0])
+            for c in distinct[1:]:
+                joined = [join_types(a, b) for a, b in zip(joined, c)]
+            # NOTE: symbols of the callers' scopes do not hold inside every execution of the body
+            joined = [_map_dims(t, lambda d: d if isinstance(d, int) else None) for t in joined]
+            self.call_args[name] = joined
+            self._analyze_function(fn, joined, [None] * len(fn.inputs))
+            self.call_args.pop(name, None)
 
     def _entry_types(self, entry: Function) -> list[Type]:
         """The entry's input types; a symbol inside a sequence's element type that no earlier input binds is
@@ -194,6 +221,11 @@ class _Engine:
         self.vals: dict[Value, np.ndarray] = {}
         self.symbols: dict[str, SymbolInfo] = {}
         self.visited: list[tuple[Op, registry.InferContext, list[Type]]] = []
+        self.summaries: dict[str, tuple[list[Type], list[Type]]] = {}
+        self.fn_contexts: dict[str, list[list[Type]]] = {}
+        """Argument types each function was analysed (or recursively called) with in this round."""
+        self.call_args: dict[str, list[Type]] = {}
+        self.recursive: set[str] = set()
         self.empty: set[Value] = set()
         """Values known to be empty sequences."""
         self.analyzed_blocks: set[Block] = set()
@@ -426,6 +458,10 @@ class _Engine:
                 continue
             if taken == 0:
                 self._set(r, b, vb)
+                continue
+            if isinstance(a, Unreached) or isinstance(b, Unreached):
+                # NOTE: a branch that only recurses has not produced a type yet: the If has the other's
+                self._set(r, b if isinstance(a, Unreached) else a, None)
                 continue
             vid = self.vid.get(r, 0)
             joined = self._join(a, b, lambda j, x, y: self.fresh(
@@ -716,18 +752,42 @@ class _Engine:
     # -- calls -------------------------------------------------------------------------
     def _call(self, op: Op) -> None:
         fn = self.module.functions.get(str(op.attrs.get("callee")))
-        if fn is None or fn.name in self.call_stack:
-            # NOTE: recursion: the callee's results are not known before its own analysis ends.
-            types = [self._name_unknowns(op, r, _unknown_dims(r.type), None) for r in op.results]
-            for r, t in zip(op.results, types):
-                self._set(r, t, None)
-            return
         arg_t = [self.type_of(v) or ANY for v in op.operands]
         arg_v = [self.vals.get(v) if v is not None else None for v in op.operands]
-        outs = self._analyze_function(fn, arg_t, arg_v)
+        if fn is None:
+            outs: list[Type] = [_unknown_dims(r.type) for r in op.results]
+        elif fn.name in self.call_stack:
+            self.fn_contexts.setdefault(fn.name, []).append(arg_t)
+            # NOTE: a recursive call. With the same argument types as the call being analysed, its results are
+            # that call's (iterated from "not reached" to a fixpoint); with other arguments, they are unknown.
+            self.recursive.add(fn.name)
+            summary = self.summaries.get(fn.name)
+            if summary is not None and summary[0] == arg_t:
+                outs = list(summary[1])
+            elif summary is None and self.call_args.get(fn.name) == arg_t:
+                outs = [UNREACHED] * len(op.results)
+            else:
+                outs = [_unknown_dims(r.type) for r in op.results]
+        else:
+            self.fn_contexts.setdefault(fn.name, []).append(arg_t)
+            self.call_args[fn.name] = arg_t
+            self.summaries.pop(fn.name, None)
+            for _attempt in range(LOOP_ATTEMPTS):
+                self.recursive.discard(fn.name)
+                outs = self._analyze_function(fn, arg_t, arg_v)
+                if fn.name not in self.recursive:
+                    break
+                general = [_map_dims(t, lambda d: None if self._local_to(d, fn.body) else d) for t in outs]
+                prev = self.summaries.get(fn.name)
+                if prev is not None and prev[1] == general:
+                    break
+                self.summaries[fn.name] = (arg_t, general)
+            self.call_args.pop(fn.name, None)
         for k, r in enumerate(op.results):
             t = outs[k] if k < len(outs) else ANY
-            val = self.vals.get(fn.outputs[k]) if k < len(fn.outputs) else None
+            if not isinstance(t, Unreached):
+                t = self._name_unknowns(op, r, t, None)
+            val = self.vals.get(fn.outputs[k]) if fn is not None and k < len(fn.outputs) and fn.name not in self.recursive else None
             self._set(r, t, val)
 
     # -- backward ---------------------------------------------------------------------
@@ -811,7 +871,7 @@ class _Engine:
             return None if dim_symbols(d) & unknown else d
 
         for v, t in self.types.items():
-            v.type = _map_dims(t, clean)
+            v.type = ANY if isinstance(t, Unreached) else _map_dims(t, clean)
         for v, val in self.vals.items():
             res.values[v] = np.vectorize(clean, otypes=[object])(val) if val.size else val
         for fn in self.module.functions.values():

@@ -223,3 +223,66 @@ def test_shape_errors_are_reported_not_raised() -> None:
         "Reshape node: dims 3*n and 5*n must be equal, which no input sizes allow"]
     with pytest.raises(pliant.OpRuntimeError, match="Reshape"):
         pliant.interpret(module, {"x": np.ones((2, 3), np.float32)})
+
+
+# -- calls ----------------------------------------------------------------------------------------------
+
+
+def _recursive_module(grow: bool) -> pliant.ir.Module:
+    """main(x[N], n) = f(x, n); f(x, n) = x if n == 0 else f(g(x), n - 1), g = Relu (same size) or x ++ x."""
+    from pliant.ir import DType, FunctionBuilder, tensor
+    from pliant.ir.types import ANY
+
+    fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, "N")), ("n", tensor(DType.INT64))])
+    f = FunctionBuilder("f", [("x", TensorType(DType.FLOAT, None)), ("n", tensor(DType.INT64))], module=fb.module())
+    x, n = f.inputs
+    one = f.const(np.array(1, np.int64))
+    done = f.op("Equal", [n, f.const(np.array(0, np.int64))])
+
+    def recurse(b: Any, _: Any) -> list[Any]:
+        nx = b.op("Concat", [x, x], {"axis": 0}) if grow else b.op("Relu", [x])
+        return b.op_results("Call", [nx, b.op("Sub", [n, one])], {"callee": "f"}, domain="pliant",
+                            num_outputs=1, types=[ANY])
+
+    y = f.op("If", [done], regions={"then_branch": f.region([], lambda b, _: [b.op("Identity", [x])]),
+                                    "else_branch": f.region([], recurse)}, types=[ANY])
+    f.output("y", y)
+    (r,) = fb.call(f.function, fb.inputs)
+    fb.output("y", r)
+    return fb.module()
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_recursion_reaches_a_fixpoint_and_stays_sound(grow: bool) -> None:
+    module = _recursive_module(grow)
+    analysis = analyze(module)
+    (y,) = module.entry.output_types
+    if grow:
+        # the size doubles per level, which no fixed expression of N describes
+        assert not (isinstance(y, TensorType) and y.shape is not None and y.shape[0] is not None)
+    else:
+        assert isinstance(y, TensorType) and y.shape == (_sym("N"),)
+    for size, depth in [(3, 0), (4, 2), (2, 3)]:
+        report = check_soundness(module, analysis, {"x": np.ones(size, np.float32), "n": np.array(depth)})
+        assert not report.mismatches, report.mismatches
+
+
+def test_a_function_called_with_two_shapes_keeps_types_valid_for_both() -> None:
+    from pliant.ir import DType, FunctionBuilder, tensor
+
+    fb = FunctionBuilder("main", [("a", tensor(DType.FLOAT, "N", 2)), ("b", tensor(DType.FLOAT, "M", 2))])
+    g = FunctionBuilder("g", [("x", TensorType(DType.FLOAT, (None, 2)))], module=fb.module())
+    g.output("y", g.op("Concat", [g.inputs[0], g.inputs[0]], {"axis": 0}))
+    (ra,) = fb.call(g.function, [fb.inputs[0]])
+    (rb,) = fb.call(g.function, [fb.inputs[1]])
+    fb.output("ya", ra)
+    fb.output("yb", rb)
+    module = fb.module()
+    analysis = analyze(module)
+    ya, yb = module.entry.output_types
+    assert isinstance(ya, TensorType) and ya.shape == (d_mul(2, _sym("N")), 2)
+    assert isinstance(yb, TensorType) and yb.shape == (d_mul(2, _sym("M")), 2)
+    inner = g.function.outputs[0].type
+    assert isinstance(inner, TensorType) and inner.shape == (None, 2)
+    report = check_soundness(module, analysis, {"a": np.ones((3, 2), np.float32), "b": np.ones((5, 2), np.float32)})
+    assert not report.mismatches and report.checked_dims > 0
