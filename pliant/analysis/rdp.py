@@ -42,6 +42,7 @@ from pliant.ir.dims import (
     Sym,
     canonical,
     d_add,
+    d_min,
     d_mul,
     d_sub,
     dim_symbols,
@@ -439,6 +440,15 @@ class _Engine:
                 for d in t.shape:
                     acc = d_mul(acc, d)
                 return acc
+        if op.name == "NonMaxSuppression" and len(op.operands) > 1 and op.operands[1] is not None:
+            # NOTE: at most every box of every class of every batch, and at most max_output_boxes_per_class each
+            t = self.type_of(op.operands[1])
+            if isinstance(t, TensorType) and t.shape is not None and len(t.shape) == 3:
+                per_class: Dim = t.shape[2]
+                limit = self._scalar(op.operands[2]) if len(op.operands) > 2 else None
+                if isinstance(limit, int) and limit >= 0:
+                    per_class = d_min(per_class, limit)
+                return d_mul(d_mul(t.shape[0], t.shape[1]), per_class)
         return None
 
     # -- If ----------------------------------------------------------------------

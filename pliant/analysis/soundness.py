@@ -92,6 +92,17 @@ class _Checker(Interpreter):
 
     def _bind(self, name: str, value: int) -> None:
         info = self.analysis.symbols.get(name)
+        if info is not None:
+            for bound, ok in ((info.upper, lambda b: value <= b), (info.lower, lambda b: value >= b)):
+                if bound is None:
+                    continue
+                b = bound if isinstance(bound, int) else self._eval(bound, None)
+                if b is not None:
+                    self.checked_dims += 1
+                    if not ok(b):
+                        self.mismatches.append(Mismatch(f"bound of {name} ({info.origin})",
+                                                        f"{'<=' if bound is info.upper else '>='} {bound} = {b}",
+                                                        str(value)))
         target = self.scopes[0][1]
         if info is not None and info.scope is not None:
             for block, env in reversed(self.scopes):

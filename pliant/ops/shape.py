@@ -305,7 +305,8 @@ def _flatten_infer(ctx: InferContext) -> list[Type]:
     return tensor_result(dtype, (dmul(*t.shape[:axis]), dmul(*t.shape[axis:])))
 
 
-@register("Flatten", Dynamism.ISDOS, infer=_flatten_infer, family=SHAPE, value=symvalue.same_elements)
+@register("Flatten", Dynamism.ISDOS, infer=_flatten_infer, family=SHAPE, value=symvalue.same_elements,
+          backward=_same_size_backward)
 def flatten(ctx: KernelContext, x: np.ndarray) -> np.ndarray:
     r = x.ndim
     axis = int(ctx.attr("axis", 1))

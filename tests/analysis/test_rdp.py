@@ -286,3 +286,13 @@ def test_a_function_called_with_two_shapes_keeps_types_valid_for_both() -> None:
     assert isinstance(inner, TensorType) and inner.shape == (None, 2)
     report = check_soundness(module, analysis, {"a": np.ones((3, 2), np.float32), "b": np.ones((5, 2), np.float32)})
     assert not report.mismatches and report.checked_dims > 0
+
+
+def test_a_wrong_bound_is_reported() -> None:
+    module = pliant.load(M.nonzero())
+    analysis = analyze(module)
+    (name,) = [s.name for s in analysis.symbols.values() if s.kind == "data"]
+    analysis.symbols[name].upper = 2
+    report = check_soundness(module, analysis, {"x": np.ones((2, 2), np.float32)})
+    assert [m.where for m in report.mismatches] == [f"bound of {name} (NonZero node result 0)"]
+    assert report.mismatches[0].actual == "4"
