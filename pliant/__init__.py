@@ -20,10 +20,12 @@ from pliant.errors import (
 from pliant.frontends.onnx import load
 from pliant.interpreter import interpret
 from pliant.ir.core import Module
+from pliant.runtime.compiled import CompiledModel, compile
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompiledModel",
     "FeedError",
     "IRParseError",
     "Module",
@@ -34,6 +36,7 @@ __all__ = [
     "UnsupportedOpError",
     "VerifyError",
     "analyze",
+    "compile",
     "interpret",
     "tc",
     "load",

@@ -23,6 +23,7 @@ from pliant.ops import (  # noqa: F401
     rnn,
     sequence,
     shape,
+    shape_expr,
     signal,
     string,
     training,

@@ -1,0 +1,168 @@
+"""``pliant.compile``: a model analysed, simplified and turned into a host program.
+
+The pipeline (each pass verified after it when ``verify=True``)::
+
+    load -> RDP (symbolic shapes and values)
+         -> shape-chains   (integer chains RDP resolved become ShapeExpr/Constant)
+         -> fold-constants -> cse -> dce
+         -> host program   (fast / native / reference kernel per op, early frees)
+
+``CompiledModel.run(feeds)`` checks the feeds exactly as the interpreter does
+(same errors, before any kernel runs) and executes the program.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pliant.analysis.rdp import ShapeAnalysis, analyze
+from pliant.interpreter import check_feeds
+from pliant.ir.clone import clone_module
+from pliant.ir.core import Module
+from pliant.ir.dims import Dim, compile_dims
+from pliant.ir.types import TensorType
+from pliant.runtime.program import FunctionProgram
+from pliant.transforms.cse import cse
+from pliant.transforms.dce import dce
+from pliant.transforms.fold_constants import fold_constants
+from pliant.transforms.manager import PassStat, run_passes
+from pliant.transforms.shape_chains import shape_chains
+
+
+def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
+            verify: bool = False) -> CompiledModel:
+    """Compile ``model`` (a Module, or an ONNX path/bytes/ModelProto) for execution.
+
+    ``threads`` caps the threads of BLAS and of the generated kernels (default:
+    their own defaults); ``verify`` runs the IR verifier after every pass.
+
+    >>> import numpy as np, pliant
+    >>> from pliant.ir import FunctionBuilder, tensor, DType
+    >>> fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, "N"))])
+    >>> fb.output("y", fb.op("Relu", [fb.inputs[0]]))
+    >>> exe = pliant.compile(fb.module())
+    >>> exe.run({"x": np.array([-1.0, 2.0], np.float32)})["y"].tolist()
+    [0.0, 2.0]
+    """
+    return CompiledModel(model, threads=threads, verify=verify)
+
+
+class CompiledModel:
+    """A compiled model: ``run(feeds) -> {name: array}``, ``exe(*arrays) -> tuple``, ``report()``."""
+
+    def __init__(self, model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
+                 verify: bool = False) -> None:
+        t0 = time.perf_counter()
+        if isinstance(model, Module):
+            module = clone_module(model)
+        else:
+            from pliant.frontends.onnx import load
+
+            module = load(model)  # type: ignore[arg-type]
+        self.threads = threads
+        if threads is not None:
+            _limit_threads(threads)
+        self.analysis: ShapeAnalysis = analyze(module)
+        self.ops_before = sum(1 for _ in module.walk())
+        self.passes: list[PassStat] = run_passes(
+            module, [shape_chains(self.analysis), fold_constants, cse, dce], verify=verify)
+        self.module = module
+        self.ops_after = sum(1 for _ in module.walk())
+        self.program = FunctionProgram(module, module.entry)
+        self.compile_seconds = time.perf_counter() - t0
+        self._peak = _peak_expression(module)
+        self._peak_fn = compile_dims([self._peak]) if self._peak is not None else None
+        self._last_dims: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.module.entry.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.module.entry.result_names
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run on ``feeds`` (input name -> array); returns output name -> value."""
+        fn = self.module.entry
+        args = check_feeds(fn, feeds)
+        outs = self.program.run(args)
+        dims = _bindings(fn, args)
+        with self._lock:
+            self._last_dims = dims
+        return dict(zip(fn.result_names, (_owned(x) for x in outs)))
+
+    def __call__(self, *arrays: Any) -> tuple[Any, ...]:
+        names = self.input_names
+        if len(arrays) != len(names):
+            from pliant.errors import FeedError
+
+            raise FeedError(f"the model takes {len(names)} input(s) ({', '.join(names)}), got {len(arrays)}")
+        out = self.run(dict(zip(names, arrays)))
+        return tuple(out[n] for n in self.output_names)
+
+    def planned_peak(self, dims: Mapping[str, int]) -> int | None:
+        """The planned peak of live activation bytes for input sizes ``dims`` (symbol -> size)."""
+        if self._peak_fn is None:
+            return None
+        try:
+            return self._peak_fn(dict(dims))[0]
+        except KeyError:
+            return None
+
+    def report(self) -> dict[str, Any]:
+        """What compiling did: passes, kernels chosen, versions, and the planned peak memory."""
+        with self._lock:
+            last = dict(self._last_dims)
+        return {
+            "compile_seconds": round(self.compile_seconds, 4),
+            "ops": {"before": self.ops_before, "after": self.ops_after},
+            "passes": [{"name": p.name, "changes": p.changes, "seconds": round(p.seconds, 4)} for p in self.passes],
+            "kernels": dict(self.program.stats),
+            "versions": 1,
+            "input_symbols": self.analysis.input_symbols,
+            "planned_peak_bytes": str(self._peak) if self._peak is not None else None,
+            "last_call": {"dims": last, "planned_peak_bytes": self.planned_peak(last) if last else None},
+        }
+
+
+def _owned(x: Any) -> Any:
+    """An output the caller may keep and write: views of internal arrays are copied."""
+    if isinstance(x, np.ndarray) and (not x.flags.writeable or x.base is not None):
+        return np.array(x)
+    return x
+
+
+def _bindings(fn: Any, args: list[Any]) -> dict[str, int]:
+    from pliant.ir.dims import Sym
+
+    dims: dict[str, int] = {}
+    for v, x in zip(fn.inputs, args):
+        t = v.type
+        if isinstance(t, TensorType) and t.shape is not None and isinstance(x, np.ndarray):
+            for d, n in zip(t.shape, x.shape):
+                if isinstance(d, Sym) and d.is_symbol:
+                    dims.setdefault(str(d), int(n))
+    return dims
+
+
+def _peak_expression(module: Module) -> Dim:
+    from pliant.analysis.report import peak_memory
+
+    try:
+        return peak_memory(module).bytes
+    except (ValueError, TypeError):
+        return None
+
+
+def _limit_threads(threads: int) -> None:
+    # NOTE: BLAS reads these when it starts; threadpoolctl would be the well-kept way to change them later
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))

@@ -1,0 +1,277 @@
+"""Fast kernels for the compiled runtime: one closure per op, its attributes bound once.
+
+``fast_kernel(op, attrs, opset)`` returns a callable taking the op's runtime
+inputs (as the reference kernel does) for the common cases whose meaning is
+plain NumPy (float32/float64 arithmetic, MatMul, layout ops with constant
+parameters...), and for the heavy ops it hands them to ``pliant.runtime.native``
+when that module offers them; None means "use the reference kernel".  Each
+fast kernel computes what the reference kernel computes (the tests run every
+model both ways); they differ only in skipping work the compiler proved
+unnecessary (attribute parsing, dtype dispatch, float64 detours).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pliant.ir.core import Op
+from pliant.ir.types import TensorType
+from pliant.ops.typing import constant_value
+
+Kernel = Callable[..., Any]
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_NUMERIC = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _dtype(op: Op, i: int) -> np.dtype[Any] | None:
+    v = op.operands[i] if i < len(op.operands) else None
+    t = v.type if v is not None else None
+    if isinstance(t, TensorType) and t.dtype is not None:
+        try:
+            return np.dtype(t.dtype.numpy)
+        except TypeError:
+            return None
+    return None
+
+
+def _all_dtypes(op: Op, allowed: tuple[np.dtype[Any], ...]) -> bool:
+    dts = [_dtype(op, i) for i, v in enumerate(op.operands) if v is not None]
+    return bool(dts) and all(d in allowed for d in dts) and len(set(dts)) == 1
+
+
+def _const_ints(op: Op, i: int) -> list[int] | None:
+    c = constant_value(op.operands[i]) if i < len(op.operands) else None
+    return None if c is None else [int(v) for v in np.asarray(c).reshape(-1)]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # NOTE: the tanh form never overflows (1 / (1 + exp(-x)) does for x < -88 in float32)
+    y = np.tanh(x * x.dtype.type(0.5))
+    y += 1
+    y *= x.dtype.type(0.5)
+    return y
+
+
+_UNARY: dict[str, Kernel] = {
+    "Relu": lambda x: np.maximum(x, x.dtype.type(0)),
+    "Neg": np.negative,
+    "Abs": np.abs,
+    "Exp": np.exp,
+    "Tanh": np.tanh,
+    "Sqrt": np.sqrt,
+    "Sigmoid": _sigmoid,
+    "Reciprocal": lambda x: np.divide(x.dtype.type(1), x),
+    "Identity": lambda x: x,
+}
+_BINARY: dict[str, Kernel] = {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "Pow": np.power,
+}
+_COMPARE: dict[str, Kernel] = {
+    "Equal": np.equal,
+    "Less": np.less,
+    "Greater": np.greater,
+    "LessOrEqual": np.less_equal,
+    "GreaterOrEqual": np.greater_equal,
+}
+
+
+def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
+    """A fast kernel for ``op``, or None when the reference kernel must run."""
+    if op.domain != "" or op.regions:
+        return None
+    name = op.name
+    n_in = sum(1 for v in op.operands if v is not None)
+    if name in _UNARY and n_in == 1 and _all_dtypes(op, _FLOATS):
+        return _UNARY[name]
+    if name in _BINARY and n_in == 2 and _all_dtypes(op, _FLOATS):
+        return _BINARY[name]
+    if name in ("Add", "Sub", "Mul") and n_in == 2 and _all_dtypes(op, (np.dtype(np.int64),)):
+        return _BINARY[name]
+    if name in _COMPARE and n_in == 2 and _all_dtypes(op, _NUMERIC):
+        return _COMPARE[name]
+    if name == "MatMul" and _all_dtypes(op, _FLOATS):
+        return np.matmul
+    if name == "Gemm" and _all_dtypes(op, _FLOATS):
+        return _gemm(attrs)
+    if name == "Where" and _dtype(op, 1) in _NUMERIC and _dtype(op, 1) == _dtype(op, 2):
+        return np.where
+    if name == "Cast":
+        return _cast(op, attrs)
+    if name == "Transpose":
+        perm = attrs.get("perm")
+        return (lambda x: np.transpose(x, perm)) if perm is not None else np.transpose  # type: ignore[misc]
+    if name == "Reshape" and opset >= 5:
+        return _reshape(op, attrs)
+    if name in ("Unsqueeze", "Squeeze") and opset >= 13:
+        axes = _const_ints(op, 1)
+        if axes is not None:
+            return _unsqueeze(axes) if name == "Unsqueeze" else _squeeze(axes)
+    if name == "Concat":
+        axis = int(attrs.get("axis", 0))
+        return lambda *xs: np.concatenate(xs, axis=axis)
+    if name == "Gather" and _dtype(op, 1) in (np.dtype(np.int64), np.dtype(np.int32)):
+        axis = int(attrs.get("axis", 0))
+        return lambda x, idx: np.take(x, idx, axis=axis)
+    if name == "Shape":
+        start, end = attrs.get("start"), attrs.get("end") if opset >= 15 else None
+        if opset < 15 or (int(start or 0) == 0 and end is None):
+            return lambda x: np.array(x.shape, dtype=np.int64)
+    if name == "Slice" and opset >= 10:
+        return _slice(op)
+    if name in ("Softmax", "LogSoftmax", "LayerNormalization", "Erf", "Gelu", "Conv", "MaxPool",
+                "AveragePool", "GlobalAveragePool"):
+        return _native(op, attrs, opset)
+    return None
+
+
+def _gemm(attrs: dict[str, Any]) -> Kernel:
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    ta, tb = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
+
+    def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        y = np.matmul(a.T if ta else a, b.T if tb else b)
+        if alpha != 1.0:
+            y *= y.dtype.type(alpha)
+        if c is not None:
+            y += c if beta == 1.0 else c * c.dtype.type(beta)
+        return y
+
+    return gemm
+
+
+def _cast(op: Op, attrs: dict[str, Any]) -> Kernel | None:
+    from pliant.ir.dtypes import DType
+
+    src = _dtype(op, 0)
+    to = attrs.get("to")
+    if src is None or to is None:
+        return None
+    dst = np.dtype(DType.from_onnx(int(to)).numpy)
+    ok = (*_NUMERIC, np.dtype(np.float16))
+    if src not in ok or dst not in ok:
+        return None
+    if src == dst:
+        return lambda x: x
+    return lambda x: x.astype(dst)
+
+
+def _reshape(op: Op, attrs: dict[str, Any]) -> Kernel | None:
+    if int(attrs.get("allowzero", 0)):
+        return None
+
+    def reshape(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
+        target = shape.tolist()
+        if 0 in target:
+            target = [x.shape[i] if v == 0 else v for i, v in enumerate(target)]
+        return x.reshape(target)
+
+    return reshape
+
+
+def _unsqueeze(axes: list[int]) -> Kernel:
+    def unsqueeze(x: np.ndarray, _axes: Any = None) -> np.ndarray:
+        return np.expand_dims(x, tuple(a if a >= 0 else a + x.ndim + len(axes) for a in axes))
+
+    return unsqueeze
+
+
+def _squeeze(axes: list[int]) -> Kernel:
+    def squeeze(x: np.ndarray, _axes: Any = None) -> np.ndarray:
+        return np.squeeze(x, tuple(a if a >= 0 else a + x.ndim for a in axes))
+
+    return squeeze
+
+
+def _slice(op: Op) -> Kernel | None:
+    parts = [_const_ints(op, i) if i < len(op.operands) and op.operands[i] is not None else None for i in range(1, 5)]
+    starts, ends, axes, steps = parts
+    if starts is None or ends is None:
+        return None
+    if axes is None:
+        if len(op.operands) > 3 and op.operands[3] is not None:
+            return None
+        axes = list(range(len(starts)))
+    if steps is None:
+        if len(op.operands) > 4 and op.operands[4] is not None:
+            return None
+        steps = [1] * len(starts)
+    if any(p <= 0 for p in steps) or not len(starts) == len(ends) == len(axes) == len(steps):
+        return None
+    # NOTE: with positive steps, Python's slice clamps starts and ends exactly as ONNX does
+    spec = list(zip(axes, starts, ends, steps))
+
+    def slice_(x: np.ndarray, *_: Any) -> np.ndarray:
+        sl: list[slice] = [slice(None)] * x.ndim
+        for a, s, e, p in spec:
+            sl[a + x.ndim if a < 0 else a] = slice(s, e, p)
+        return x[tuple(sl)]
+
+    return slice_
+
+
+def _native(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
+    """The heavy ops, through ``pliant.runtime.native`` when it has them (float32 only)."""
+    if _dtype(op, 0) != np.dtype(np.float32):
+        return None
+    try:
+        native = importlib.import_module("pliant.runtime.native")
+    except ImportError:
+        return None
+    name = op.name
+    fn: Kernel | None = None
+    if name in ("Softmax", "LogSoftmax") and opset >= 13 and hasattr(native, "softmax"):
+        axis = int(attrs.get("axis", -1))
+        f = native.softmax if name == "Softmax" else getattr(native, "log_softmax", None)
+        fn = (lambda x: f(x, axis)) if f is not None else None
+    elif name == "LayerNormalization" and len(op.results) == 1 and hasattr(native, "layer_norm"):
+        axis, eps = int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5))
+        fn = lambda x, s, b=None: native.layer_norm(x, s, b, axis, eps)  # noqa: E731
+    elif name == "Erf" and hasattr(native, "erf"):
+        fn = native.erf
+    elif name == "Gelu" and hasattr(native, "gelu"):
+        approx = str(attrs.get("approximate", "none"))
+        fn = lambda x: native.gelu(x, approx)  # noqa: E731
+    elif name == "Conv" and hasattr(native, "conv") and str(attrs.get("auto_pad", "NOTSET")) == "NOTSET":
+        fn = _conv(native, attrs)
+    return _guarded(fn) if fn is not None else None
+
+
+def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
+    def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        nsp = x.ndim - 2
+        strides = list(attrs.get("strides") or [1] * nsp)
+        dil = list(attrs.get("dilations") or [1] * nsp)
+        pads = list(attrs.get("pads") or [0] * (2 * nsp))
+        return native.conv(x, w, b, strides, pads, dil, int(attrs.get("group", 1)))  # type: ignore[no-any-return]
+
+    return conv
+
+
+class _Fallback(Exception):
+    """A native kernel declined these inputs; the reference kernel runs instead."""
+
+
+def _guarded(fn: Kernel) -> Kernel:
+    """``fn``, but raising ``_Fallback`` where the native layer refuses (an unsupported case)."""
+
+    def run(*xs: Any) -> Any:
+        try:
+            return fn(*xs)
+        except ValueError as e:
+            raise _Fallback(str(e)) from None
+
+    run.native = True  # type: ignore[attr-defined]
+    return run
+
+
+FALLBACK = _Fallback
+__all__ = ["FALLBACK", "fast_kernel", "math"]

@@ -1,0 +1,326 @@
+"""Host programs: a function's ops flattened into closures over a register file.
+
+``FunctionProgram(module, fn)`` gives every value of ``fn`` (its blocks'
+arguments and its ops' results, nested regions included) a slot in one list,
+preloads the constants, and turns each op into a step ``step(regs)`` that
+reads its operands' slots, calls the op's kernel (a fast one from
+``pliant.runtime.fast`` when there is one, else the reference kernel with its
+context prepared once) and writes its results.  A step also clears the slots
+of values whose last use it is, so arrays are freed as early as the
+interpreter would never do.  ``If`` and ``Loop`` run their bodies' programs
+directly; other ops with regions (Scan, SequenceMap) run the reference kernel
+with a region runner over the same registers; calls run the callee's program
+on a fresh register file.
+
+Nothing in a program changes after it is built, so one program serves
+concurrent calls: each call has its own registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pliant.errors import OpRuntimeError, PliantError
+from pliant.ir.core import Block, Function, Module, Op, Value
+from pliant.ops import registry
+from pliant.ops.typing import attrs_with_defaults
+from pliant.runtime.fast import FALLBACK, fast_kernel
+
+Regs = list[Any]
+Step = Callable[[Regs], None]
+
+
+class BlockProgram:
+    """The steps of one block; ``run`` binds the arguments and returns the outputs."""
+
+    __slots__ = ("arg_slots", "ops", "out_slots", "steps")
+
+    def __init__(self, arg_slots: list[int], steps: list[Step], ops: list[Op], out_slots: list[int]) -> None:
+        self.arg_slots = arg_slots
+        self.steps = steps
+        self.ops = ops
+        self.out_slots = out_slots
+
+    def run(self, regs: Regs, args: Sequence[Any]) -> list[Any]:
+        for s, a in zip(self.arg_slots, args):
+            regs[s] = a
+        steps = self.steps
+        k = 0
+        try:
+            for k in range(len(steps)):
+                steps[k](regs)
+        except PliantError as e:
+            op = self.ops[k]
+            if " node" in str(e) and op.regions:
+                raise
+            raise type(e)(f"{op.where}: {e}") from None
+        except Exception as e:
+            op = self.ops[k]
+            raise OpRuntimeError(f"{op.where} failed: {type(e).__name__}: {e}") from e
+        return [regs[s] for s in self.out_slots]
+
+
+class FunctionProgram:
+    """A function compiled to host steps; ``run(args)`` executes it on a fresh register file."""
+
+    def __init__(self, module: Module, fn: Function, programs: dict[str, FunctionProgram] | None = None) -> None:
+        self.module = module
+        self.fn = fn
+        self.programs = programs if programs is not None else {}
+        self.programs[fn.name] = self
+        self.slot: dict[Value, int] = {}
+        self.template: Regs = []
+        self.stats = {"fast": 0, "native": 0, "reference": 0, "control": 0, "constant": 0}
+        self._number(fn.body)
+        self.template = [None] * len(self.slot)
+        self.blocks: dict[Block, BlockProgram] = {}
+        self.body = self._block(fn.body)
+
+    def run(self, args: Sequence[Any]) -> list[Any]:
+        regs = list(self.template)
+        return self.body.run(regs, args)
+
+    # -- building --------------------------------------------------------------------
+    def _number(self, block: Block) -> None:
+        for a in block.args:
+            self.slot[a] = len(self.slot)
+        for op in block.ops:
+            for r in op.results:
+                self.slot[r] = len(self.slot)
+            for region in op.regions.values():
+                self._number(region.block)
+
+    def _block(self, block: Block) -> BlockProgram:
+        last: dict[Value, int] = {}
+        for k, op in enumerate(block.ops):
+            for v in _reads(op):
+                last[v] = k
+        keep = set(block.outputs) | set(block.args)
+        # NOTE: only values this block defines are freed here; outer values may be read again (next iteration)
+        own = {r for op in block.ops for r in op.results}
+        steps: list[Step] = []
+        ops: list[Op] = []
+        for k, op in enumerate(block.ops):
+            if op.name == "Constant" and op.domain == "":
+                from pliant.ops.typing import constant_value
+
+                self.template[self.slot[op.results[0]]] = constant_value(op.results[0])
+                self.stats["constant"] += 1
+                continue
+            release = tuple(self.slot[v] for v, at in last.items() if at == k and v not in keep
+                            and v in own and not _is_constant(v))
+            steps.append(self._step(op, release))
+            ops.append(op)
+        prog = BlockProgram([self.slot[a] for a in block.args], steps, ops, [self.slot[v] for v in block.outputs])
+        self.blocks[block] = prog
+        return prog
+
+    def _step(self, op: Op, release: tuple[int, ...]) -> Step:
+        ins = tuple(self.slot[v] if v is not None else -1 for v in op.operands)
+        outs = tuple(self.slot[r] for r in op.results)
+        if op.domain == "" and op.name == "If":
+            self.stats["control"] += 1
+            return self._if(op, ins, outs, release)
+        if op.domain == "" and op.name == "Loop":
+            self.stats["control"] += 1
+            return self._loop(op, ins, outs, release)
+        if op.domain == "pliant" and op.name == "Call":
+            self.stats["control"] += 1
+            return self._call(op, ins, outs, release)
+        opdef = registry.get(op.name, op.domain)
+        opset = self.module.opset(op.domain)
+        attrs = attrs_with_defaults(opdef, op.attrs, opset)
+        if op.regions:
+            self.stats["control"] += 1
+            for region in op.regions.values():
+                self._block(region.block)
+            return self._with_regions(op, opdef, attrs, opset, ins, outs, release)
+        ctx = registry.KernelContext(op, attrs, opset, None)
+        ref = _bind(opdef.kernel, ctx)
+        fast = fast_kernel(op, attrs, opset)
+        if fast is None:
+            self.stats["reference"] += 1
+            return _make_step(ref, ins, outs, release)
+        if getattr(fast, "native", False):
+            self.stats["native"] += 1
+            return _make_step(_or_reference(fast, ref), ins, outs, release)
+        self.stats["fast"] += 1
+        return _make_step(fast, ins, outs, release)
+
+    def _if(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        then_p = self._block(op.regions["then_branch"].block)
+        else_p = self._block(op.regions["else_branch"].block)
+        cond = ins[0]
+
+        def step(regs: Regs) -> None:
+            c = regs[cond]
+            res = (then_p if bool(np.asarray(c).reshape(-1)[0]) else else_p).run(regs, ())
+            for o, x in zip(outs, res):
+                regs[o] = x
+            for s in release:
+                regs[s] = None
+
+        return step
+
+    def _loop(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        body_block = op.regions["body"].block
+        body = self._block(body_block)
+        m_slot, c_slot = ins[0], ins[1]
+        carried = ins[2:]
+        n_carried = len(carried)
+        scan_types = [v.type for v in body_block.outputs[1 + n_carried:]]
+
+        def step(regs: Regs) -> None:
+            trips = int(np.asarray(regs[m_slot]).reshape(-1)[0]) if m_slot >= 0 else None
+            keep = bool(np.asarray(regs[c_slot]).reshape(-1)[0]) if c_slot >= 0 else True
+            state = [regs[s] for s in carried]
+            scans: list[list[Any]] = [[] for _ in scan_types]
+            i = 0
+            true = np.array(True)
+            while keep and (trips is None or i < trips):
+                res = body.run(regs, [np.array(i, dtype=np.int64), true, *state])
+                keep = bool(res[0].reshape(-1)[0]) if isinstance(res[0], np.ndarray) else bool(res[0])
+                state = res[1:1 + n_carried]
+                for acc, x in zip(scans, res[1 + n_carried:]):
+                    acc.append(x)
+                i += 1
+            from pliant.ops.control import _empty_stack
+
+            results = list(state) + [np.stack(acc) if acc else _empty_stack(t) for acc, t in zip(scans, scan_types)]
+            for o, x in zip(outs, results):
+                regs[o] = x
+            for s in release:
+                regs[s] = None
+
+        return step
+
+    def _call(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        name = str(op.attrs["callee"])
+        programs = self.programs
+        module = self.module
+
+        def step(regs: Regs) -> None:
+            callee = programs.get(name)
+            if callee is None:
+                callee = FunctionProgram(module, module.functions[name], programs)
+            res = callee.run([regs[s] if s >= 0 else None for s in ins])
+            for o, x in zip(outs, res):
+                regs[o] = x
+            for s in release:
+                regs[s] = None
+
+        return step
+
+    def _with_regions(self, op: Op, opdef: registry.OpDef, attrs: dict[str, Any], opset: int,
+                      ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        blocks = self.blocks
+        kernel = opdef.kernel
+
+        def step(regs: Regs) -> None:
+            runner = _RegionRunner(self, blocks, regs)
+            ctx = registry.KernelContext(op, attrs, opset, runner)
+            res = kernel(ctx, *[regs[s] if s >= 0 else None for s in ins])
+            vals = list(res) if isinstance(res, tuple) else [res]
+            for o, x in zip(outs, vals):
+                regs[o] = x
+            for s in release:
+                regs[s] = None
+
+        return step
+
+
+class _RegionRunner:
+    """What a reference kernel with regions calls back into: the compiled bodies, on the caller's registers."""
+
+    def __init__(self, program: FunctionProgram, blocks: dict[Block, BlockProgram], regs: Regs) -> None:
+        self.program = program
+        self.module = program.module
+        self.blocks = blocks
+        self.regs = regs
+
+    def run_block(self, block: Block, args: list[Any]) -> list[Any]:
+        return self.blocks[block].run(self.regs, args)
+
+    def run_function(self, fn: Function, args: list[Any]) -> list[Any]:
+        callee = self.program.programs.get(fn.name) or FunctionProgram(self.module, fn, self.program.programs)
+        return callee.run(args)
+
+
+def _reads(op: Op) -> set[Value]:
+    """The values ``op`` reads, its regions' reads of outer values included."""
+    out = {v for v in op.operands if v is not None}
+    for region in op.regions.values():
+        inner_defined: set[Value] = set(region.block.args)
+        for inner in region.block.walk():
+            inner_defined.update(inner.results)
+            for r in inner.regions.values():
+                inner_defined.update(r.block.args)
+        for inner in region.block.walk():
+            out |= {v for v in inner.operands if v is not None and v not in inner_defined}
+        out |= {v for v in region.block.outputs if v not in inner_defined}
+    return out
+
+
+def _is_constant(v: Value) -> bool:
+    op = v.defining_op
+    return op is not None and op.name == "Constant" and op.domain == ""
+
+
+def _bind(kernel: Callable[..., Any], ctx: registry.KernelContext) -> Callable[..., Any]:
+    single = ctx.num_outputs == 1
+
+    def run(*xs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            res = kernel(ctx, *xs)
+        if single and isinstance(res, tuple):
+            res = res[0]  # NOTE: a kernel may compute optional outputs the op does not have
+        return np.asarray(res) if isinstance(res, np.generic) else res
+
+    return run
+
+
+def _or_reference(fast: Callable[..., Any], ref: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*xs: Any) -> Any:
+        try:
+            return fast(*xs)
+        except FALLBACK:
+            return ref(*xs)
+
+    return run
+
+
+def _make_step(fn: Callable[..., Any], ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+    """A step specialised to its arity (the common shapes avoid building argument lists)."""
+    no_none = all(s >= 0 for s in ins)
+    if len(outs) == 1 and no_none and not release:
+        o = outs[0]
+        if len(ins) == 1:
+            (a,) = ins
+
+            def step1(regs: Regs) -> None:
+                regs[o] = fn(regs[a])
+
+            return step1
+        if len(ins) == 2:
+            a, b = ins
+
+            def step2(regs: Regs) -> None:
+                regs[o] = fn(regs[a], regs[b])
+
+            return step2
+
+    def step(regs: Regs) -> None:
+        res = fn(*[regs[s] if s >= 0 else None for s in ins])
+        if len(outs) == 1:
+            regs[outs[0]] = res
+        else:
+            vals = list(res) if isinstance(res, tuple) else [res]
+            for o, x in zip(outs, vals):
+                regs[o] = x
+        for s in release:
+            regs[s] = None
+
+    return step

@@ -1,0 +1,150 @@
+"""``pliant.compile``: the model suite against PyTorch's stored outputs, every path after one compile,
+the passes, the feed errors, concurrent calls and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pliant
+from pliant.analysis.rdp import analyze
+from pliant.analysis.report import peak_memory
+from pliant.ir.dims import compile_dims
+from tests.analysis import models as M
+
+SUITE = json.load(open(os.path.join(M.SUITE, "suite.json")))
+SPECS = {m["spec"]["name"]: m["spec"] for m in SUITE["models"]}
+
+
+@pytest.mark.parametrize("name", M.SUITE_MODELS)
+def test_suite_model_matches_pytorch_at_every_case(name: str) -> None:
+    exe = pliant.compile(os.path.join(M.SUITE, f"{name}.onnx"), verify=True)
+    data = np.load(os.path.join(M.SUITE, f"{name}.npz"))
+    spec = SPECS[name]
+    cases = M.suite_cases(name)
+    for case, feeds in cases:
+        out = exe.run(feeds)
+        for key, got in out.items():
+            want = data[f"{case}.out.{key}"]
+            assert np.asarray(got).shape == want.shape, (case, key)
+            np.testing.assert_allclose(got, want, rtol=spec["rtol"], atol=spec["atol"], err_msg=f"{case} {key}")
+
+
+def test_every_path_runs_after_one_compile() -> None:
+    """The If and Loop paths the suite's cases take differ; one compiled model serves them all."""
+    exe = pliant.compile(os.path.join(M.SUITE, "skipnet_resnet.onnx"))
+    module = pliant.load(os.path.join(M.SUITE, "skipnet_resnet.onnx"))
+    blocks = set()
+    for _, feeds in M.suite_cases("skipnet_resnet"):
+        got, want = exe.run(feeds), pliant.interpret(module, feeds)
+        blocks.add(int(want["blocks_run"]))
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+    assert len(blocks) >= 3
+
+
+def test_shape_chains_become_shape_exprs() -> None:
+    path = os.path.join(M.DATA, "gpt_step.onnx")
+    exe = pliant.compile(path, verify=True)
+    ops = [op.name for op in exe.module.walk()]
+    before = [op.name for op in pliant.load(path).walk()]
+    assert before.count("Shape") >= 3 and ops.count("Shape") == 0
+    assert ops.count("ShapeExpr") >= 1 and len(ops) < len(before)
+    names = [p["name"] for p in exe.report()["passes"]]
+    assert names == ["shape-chains", "fold-constants", "cse", "dce"]
+    for feeds in M.gpt_step_feeds():
+        got, want = exe.run(feeds), pliant.interpret(pliant.load(path), feeds)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def test_compile_leaves_the_given_module_alone() -> None:
+    module = pliant.load(os.path.join(M.DATA, "encoder.onnx"))
+    text = str(module)
+    pliant.compile(module)
+    assert str(module) == text
+
+
+@pytest.mark.parametrize(("feeds", "message"), [
+    ({}, "missing input(s): 'ids'"),
+    ({"ids": np.zeros((2, 3), np.float32)}, "input 'ids' has dtype float32 but the model declares int64"),
+    ({"ids": np.zeros(3, np.int64)}, "input 'ids' has rank 1"),
+    ({"ids": np.zeros((1, 3), np.int64), "extra": np.zeros(1)}, "unknown input(s) 'extra'"),
+])
+def test_bad_feeds_get_the_interpreters_errors(feeds: dict[str, Any], message: str) -> None:
+    path = os.path.join(M.DATA, "encoder.onnx")
+    exe = pliant.compile(path)
+    with pytest.raises(pliant.FeedError) as compiled:
+        exe.run(feeds)
+    with pytest.raises(pliant.FeedError) as interpreted:
+        pliant.interpret(pliant.load(path), feeds)
+    assert str(compiled.value) == str(interpreted.value)
+    assert message in str(compiled.value)
+
+
+def test_positional_call_and_its_error() -> None:
+    exe = pliant.compile(os.path.join(M.DATA, "encoder.onnx"))
+    (hidden,) = exe(np.zeros((2, 5), np.int64))
+    assert hidden.shape == (2, 5, 32)
+    with pytest.raises(pliant.FeedError, match=r"the model takes 1 input\(s\) \(ids\), got 2"):
+        exe(np.zeros((2, 5), np.int64), np.zeros(1))
+
+
+def test_a_runtime_fault_names_the_op() -> None:
+    path = os.path.join(M.DATA, "gpt_step.onnx")
+    exe = pliant.compile(path)
+    feeds = next(M.gpt_step_feeds())
+    feeds["past_k"] = feeds["past_k"][:, :, :2]  # a past length that disagrees with past_v's
+    with pytest.raises((pliant.FeedError, pliant.OpRuntimeError), match=r"past_v|Concat|symbol 'P'"):
+        exe.run(feeds)
+
+
+def test_concurrent_calls_give_each_their_own_answer() -> None:
+    exe = pliant.compile(os.path.join(M.DATA, "encoder.onnx"))
+    feeds = list(M.encoder_feeds())
+    want = [exe.run(f)["hidden"] for f in feeds]
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for _ in range(5):
+                np.testing.assert_array_equal(exe.run(feeds[k])["hidden"], want[k])
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k % len(feeds),)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_outputs_belong_to_the_caller() -> None:
+    exe = pliant.compile(os.path.join(M.DATA, "encoder.onnx"))
+    feeds = next(M.encoder_feeds())
+    first = exe.run(feeds)["hidden"]
+    first[...] = 0  # writable, and not shared with the next call
+    assert np.abs(exe.run(feeds)["hidden"]).sum() > 0
+
+
+def test_report_agrees_with_analyze_on_the_planned_peak() -> None:
+    path = os.path.join(M.DATA, "gpt_step.onnx")
+    exe = pliant.compile(path)
+    feeds = list(M.gpt_step_feeds())[1]
+    exe.run(feeds)
+    rep = exe.report()
+    dims = rep["last_call"]["dims"]
+    assert dims == {"B": 2, "S": 3, "P": 9}
+    assert rep["kernels"]["fast"] > 0 and rep["versions"] == 1
+    # the planned peak is the same estimate `pliant analyze` gives, for the compiled module
+    module = pliant.load(path)
+    analyze(module)
+    assert rep["planned_peak_bytes"] is not None
+    assert rep["last_call"]["planned_peak_bytes"] == exe.planned_peak(dims) > 0
+    assert compile_dims([peak_memory(exe.module).bytes])(dims)[0] == rep["last_call"]["planned_peak_bytes"]
