@@ -116,7 +116,7 @@ def _version(dist: str) -> str:
 
 @register_system
 class PliantInterpreter(System):
-    name = "pliant"
+    name = "pliant-interpreter"
     description = "pliant's reference NumPy interpreter (pliant.load + pliant.interpret)"
 
     def import_runtime(self) -> None:
@@ -151,6 +151,21 @@ class PliantInterpreter(System):
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
+
+
+@register_system
+class PliantCompiled(PliantInterpreter):
+    name = "pliant"
+    description = "pliant's compiled execution (pliant.compile: shape analysis, passes, host program, native kernels)"
+
+    def load(self, model: SuiteModel) -> Runner:
+        import pliant
+
+        exe = pliant.compile(str(model.onnx_path), threads=self.threads)
+        return exe.run
+
+    def settings(self) -> dict[str, Any]:
+        return {"threads": self.threads, "how": "pliant.compile(threads=...): BLAS/OpenMP thread variables"}
 
 
 @register_system
