@@ -127,10 +127,61 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
             return lambda x: np.array(x.shape, dtype=np.int64)
     if name == "Slice" and opset >= 10:
         return _slice(op)
+    if name == "Identity":
+        return lambda x: x
+    if name == "Not":
+        return np.logical_not
+    if name in ("Sin", "Cos", "Log", "Floor", "Ceil") and _all_dtypes(op, _FLOATS):
+        return {"Sin": np.sin, "Cos": np.cos, "Log": np.log, "Floor": np.floor, "Ceil": np.ceil}[name]
+    if name == "Expand" and _dtype(op, 0) is not None:
+        return lambda x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape.tolist())))
+    if name == "Flatten":
+        axis = int(attrs.get("axis", 1))
+        return lambda x: x.reshape(math.prod(x.shape[:axis if axis >= 0 else axis + x.ndim]), -1)
+    if name == "GlobalAveragePool" and _all_dtypes(op, _FLOATS):
+        return lambda x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
+    if name == "ConstantOfShape":
+        v = attrs.get("value")
+        fill = np.asarray(v).reshape(-1)[:1] if v is not None else np.zeros(1, np.float32)
+        return lambda shape: np.full(tuple(shape.tolist()), fill[0], dtype=fill.dtype)
+    if name == "Range" and _all_dtypes(op, (np.dtype(np.int64), np.dtype(np.int32))):
+        return lambda s, lim, d: np.arange(s.item(), lim.item(), d.item(), dtype=s.dtype)
+    if name in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin") and _dtype(op, 0) in _NUMERIC:
+        return _reduce(op, attrs, opset)
+    if name == "Clip" and opset >= 11 and _all_dtypes(op, _FLOATS):
+        return lambda x, lo=None, hi=None: np.clip(x, lo, hi) if lo is not None or hi is not None else x
     if name in ("Softmax", "LogSoftmax", "LayerNormalization", "Erf", "Gelu", "Conv", "MaxPool",
                 "AveragePool", "GlobalAveragePool"):
         return _native(op, attrs, opset)
     return None
+
+
+_REDUCE: dict[str, Kernel] = {"ReduceSum": np.sum, "ReduceMean": np.mean, "ReduceMax": np.max, "ReduceMin": np.min}
+
+
+def _reduce(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
+    fn = _REDUCE[op.name]
+    since = 13 if op.name == "ReduceSum" else 18
+    if opset >= since:
+        if len(op.operands) > 1 and op.operands[1] is not None:
+            axes = _const_ints(op, 1)
+            if axes is None:
+                return None
+        else:
+            axes = []
+    else:
+        axes = [int(a) for a in attrs.get("axes") or []]
+    keep = bool(int(attrs.get("keepdims", 1)))
+    if not axes and int(attrs.get("noop_with_empty_axes", 0)):
+        return None
+    ax = tuple(axes) if axes else None
+
+    def reduce(x: np.ndarray, *_: Any) -> np.ndarray:
+        if x.size == 0:
+            raise _Fallback("empty reduction")  # NOTE: identities and errors of empty reductions: the reference's
+        return np.asarray(fn(x, axis=ax, keepdims=keep))
+
+    return _guarded(reduce, native=False)
 
 
 def _gemm(attrs: dict[str, Any]) -> Kernel:
@@ -156,7 +207,7 @@ def _cast(op: Op, attrs: dict[str, Any]) -> Kernel | None:
     if src is None or to is None:
         return None
     dst = np.dtype(DType.from_onnx(int(to)).numpy)
-    ok = (*_NUMERIC, np.dtype(np.float16))
+    ok = (*_NUMERIC, np.dtype(np.float16), np.dtype(np.bool_))
     if src not in ok or dst not in ok:
         return None
     if src == dst:
@@ -260,7 +311,7 @@ class _Fallback(Exception):
     """A native kernel declined these inputs; the reference kernel runs instead."""
 
 
-def _guarded(fn: Kernel) -> Kernel:
+def _guarded(fn: Kernel, native: bool = True) -> Kernel:
     """``fn``, but raising ``_Fallback`` where the native layer refuses (an unsupported case)."""
 
     def run(*xs: Any) -> Any:
@@ -269,7 +320,8 @@ def _guarded(fn: Kernel) -> Kernel:
         except ValueError as e:
             raise _Fallback(str(e)) from None
 
-    run.native = True  # type: ignore[attr-defined]
+    run.fallible = True  # type: ignore[attr-defined]
+    run.native = native  # type: ignore[attr-defined]
     return run
 
 

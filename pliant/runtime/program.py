@@ -144,8 +144,8 @@ class FunctionProgram:
         if fast is None:
             self.stats["reference"] += 1
             return _make_step(ref, ins, outs, release)
-        if getattr(fast, "native", False):
-            self.stats["native"] += 1
+        if getattr(fast, "fallible", False):
+            self.stats["native" if getattr(fast, "native", False) else "fast"] += 1
             return _make_step(_or_reference(fast, ref), ins, outs, release)
         self.stats["fast"] += 1
         return _make_step(fast, ins, outs, release)
