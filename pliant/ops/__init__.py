@@ -7,6 +7,7 @@ from pliant.ops import (  # noqa: F401
     creation,
     detection,
     elementwise,
+    fused,
     image,
     indexing,
     layout,

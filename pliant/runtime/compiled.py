@@ -5,6 +5,7 @@ The pipeline (each pass verified after it when ``verify=True``)::
     load -> RDP (symbolic shapes and values)
          -> shape-chains   (integer chains RDP resolved become ShapeExpr/Constant)
          -> fold-constants -> cse -> dce
+         -> fuse-elementwise (float32 elementwise groups become one generated kernel each)
          -> host program   (fast / native / reference kernel per op, early frees)
 
 ``CompiledModel.run(feeds)`` checks the feeds exactly as the interpreter does
@@ -31,6 +32,7 @@ from pliant.runtime.program import FunctionProgram
 from pliant.transforms.cse import cse
 from pliant.transforms.dce import dce
 from pliant.transforms.fold_constants import fold_constants
+from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.manager import PassStat, run_passes
 from pliant.transforms.shape_chains import shape_chains
 
@@ -71,7 +73,7 @@ class CompiledModel:
         self.analysis: ShapeAnalysis = analyze(module)
         self.ops_before = sum(1 for _ in module.walk())
         self.passes: list[PassStat] = run_passes(
-            module, [shape_chains(self.analysis), fold_constants, cse, dce], verify=verify)
+            module, [shape_chains(self.analysis), fold_constants, cse, dce, fuse_elementwise], verify=verify)
         self.module = module
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)

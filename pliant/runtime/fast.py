@@ -314,10 +314,13 @@ class _Fallback(Exception):
 def _guarded(fn: Kernel, native: bool = True) -> Kernel:
     """``fn``, but raising ``_Fallback`` where the native layer refuses (an unsupported case)."""
 
+    from pliant.kernels.errors import CompileError, CompilerNotFoundError
+
     def run(*xs: Any) -> Any:
         try:
             return fn(*xs)
-        except ValueError as e:
+        except (ValueError, CompileError, CompilerNotFoundError) as e:
+            # NOTE: an unsupported case, or no C compiler for the native kernel: the reference kernel runs
             raise _Fallback(str(e)) from None
 
     run.fallible = True  # type: ignore[attr-defined]
@@ -327,3 +330,54 @@ def _guarded(fn: Kernel, native: bool = True) -> Kernel:
 
 FALLBACK = _Fallback
 __all__ = ["FALLBACK", "fast_kernel", "math"]
+
+
+def fused_kernel(op: Op) -> Kernel | None:
+    """The generated kernel of a ``pliant.Fused`` op (see ``pliant.transforms.fuse_elementwise``).
+
+    It compiles on first use; where that fails (no C compiler), it raises
+    ``FALLBACK`` from then on and the op's region runs instead.
+    """
+    try:
+        import pliant.tc as tc
+    except ImportError:
+        return None
+    source = str(op.attrs["source"])
+    flat: list[int] = list(op.attrs["kept"])  # type: ignore[arg-type]
+    kept: list[list[int]] = [[]]
+    for a in flat:
+        if a < 0:
+            kept.append([])
+        else:
+            kept[-1].append(a)
+    kept = kept[: len(op.operands)]
+    ones = tuple(op.attrs["out_ones"])  # type: ignore[arg-type]
+    kernel = _tc_kernel(source)
+    broken: list[BaseException] = []
+
+    def run(*xs: np.ndarray) -> np.ndarray:
+        if broken:
+            raise _Fallback(str(broken[0]))
+        args = [x.reshape([x.shape[p] for p in k]) if len(k) != x.ndim else x for x, k in zip(xs, kept)]
+        try:
+            y = kernel(*args)
+        except (tc.CompileError, tc.CompilerNotFoundError) as e:
+            broken.append(e)
+            raise _Fallback(str(e)) from None
+        return np.expand_dims(y, ones) if ones else y  # type: ignore[no-any-return]
+
+    run.fallible = True  # type: ignore[attr-defined]
+    run.native = True  # type: ignore[attr-defined]
+    return run
+
+
+_TC_KERNELS: dict[str, Any] = {}
+
+
+def _tc_kernel(source: str) -> Any:
+    k = _TC_KERNELS.get(source)
+    if k is None:
+        import pliant.tc as tc
+
+        k = _TC_KERNELS[source] = tc.define(source)
+    return k

@@ -27,7 +27,7 @@ from pliant.errors import OpRuntimeError, PliantError
 from pliant.ir.core import Block, Function, Module, Op, Value
 from pliant.ops import registry
 from pliant.ops.typing import attrs_with_defaults
-from pliant.runtime.fast import FALLBACK, fast_kernel
+from pliant.runtime.fast import FALLBACK, fast_kernel, fused_kernel
 
 Regs = list[Any]
 Step = Callable[[Regs], None]
@@ -133,6 +133,8 @@ class FunctionProgram:
         opdef = registry.get(op.name, op.domain)
         opset = self.module.opset(op.domain)
         attrs = attrs_with_defaults(opdef, op.attrs, opset)
+        if op.domain == "pliant" and op.name == "Fused":
+            return self._fused(op, opdef, attrs, opset, ins, outs, release)
         if op.regions:
             self.stats["control"] += 1
             for region in op.regions.values():
@@ -149,6 +151,25 @@ class FunctionProgram:
             return _make_step(_or_reference(fast, ref), ins, outs, release)
         self.stats["fast"] += 1
         return _make_step(fast, ins, outs, release)
+
+    def _fused(self, op: Op, opdef: registry.OpDef, attrs: dict[str, Any], opset: int,
+               ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        self._block(op.regions["body"].block)
+        by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
+        kernel = fused_kernel(op)
+        if kernel is None:
+            self.stats["reference"] += 1
+            return by_region
+        self.stats["fused"] = self.stats.get("fused", 0) + 1
+        generated = _make_step(kernel, ins, outs, release)
+
+        def step(regs: Regs) -> None:
+            try:
+                generated(regs)
+            except FALLBACK:
+                by_region(regs)
+
+        return step
 
     def _if(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         then_p = self._block(op.regions["then_branch"].block)

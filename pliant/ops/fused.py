@@ -1,0 +1,54 @@
+"""``pliant.Fused``: a group of elementwise ops run as one generated kernel.
+
+The fusion pass (``pliant.transforms.fuse_elementwise``) moves a group of
+elementwise ops into the region ``body`` of one ``Fused`` op (the region reads
+the group's inputs from the enclosing scope) and records, in ``source``, the
+same computation in the kernel language.  The reference kernel runs the
+region, so the interpreter's meaning of the op is exactly the original ops';
+the compiled runtime runs the generated kernel instead (and the region when no
+C compiler is available).
+
+Attributes: ``source`` (kernel-language text, one output), ``kept`` (per
+operand, the axes passed to the kernel, as a flat list with -1 ending each
+operand: broadcast axes of size 1 are dropped), ``out_ones`` (the output axes
+of size 1, dropped from the kernel's output and put back after).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pliant.errors import ShapeInferenceError
+from pliant.ir.core import Op
+from pliant.ir.types import Type
+from pliant.ops.registry import Dynamism, InferContext, KernelContext, ParamSpec, Schema, register
+
+FUSED_SCHEMA = Schema(
+    "Fused", "pliant", 1, (ParamSpec("inputs", variadic=True),), (ParamSpec("output"),),
+    {"source": None, "kept": None, "out_ones": None}, frozenset({"source", "kept", "out_ones"}),
+)
+
+
+def _infer(ctx: InferContext) -> list[Type]:
+    body = ctx.regions.get("body")
+    if body is None or len(body.block.outputs) != 1:
+        raise ShapeInferenceError("Fused needs a region 'body' yielding one value")
+    return [body.block.outputs[0].type]
+
+
+def _verify(op: Op) -> list[str]:
+    if set(op.regions) != {"body"}:
+        return [f"has regions {sorted(op.regions)}; a Fused op has one region 'body'"]
+    b = op.regions["body"].block
+    out = []
+    if b.args:
+        out.append(f"region body takes {len(b.args)} arguments; it reads the group's inputs from outside")
+    if len(b.outputs) != 1:
+        out.append(f"region body yields {len(b.outputs)} values; a Fused op yields one")
+    return out
+
+
+@register("Fused", Dynamism.ISDOS, domain="pliant", infer=_infer, schema=FUSED_SCHEMA, verify=_verify,
+          family="control")
+def fused(ctx: KernelContext, *inputs: Any) -> Any:
+    return ctx.run_region("body", [])[0]
