@@ -36,13 +36,21 @@ from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.manager import PassStat, run_passes
 from pliant.transforms.shape_chains import shape_chains
 
+SPECIALIZE_AFTER = 3
+"""Calls with one input signature (the inputs' shapes) before a version specialised to it is built."""
+MAX_VERSIONS = 4
+"""Specialised versions kept at most, besides the generic one."""
+
 
 def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
-            verify: bool = False) -> CompiledModel:
+            verify: bool = False, specialize: bool = True) -> CompiledModel:
     """Compile ``model`` (a Module, or an ONNX path/bytes/ModelProto) for execution.
 
     ``threads`` caps the threads of BLAS and of the generated kernels (default:
     their own defaults); ``verify`` runs the IR verifier after every pass.
+    With ``specialize``, an input signature seen ``SPECIALIZE_AFTER`` times gets
+    a version compiled for its exact shapes (in the background; the generic
+    version serves meanwhile), at most ``MAX_VERSIONS`` of them.
 
     >>> import numpy as np, pliant
     >>> from pliant.ir import FunctionBuilder, tensor, DType
@@ -52,14 +60,14 @@ def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | No
     >>> exe.run({"x": np.array([-1.0, 2.0], np.float32)})["y"].tolist()
     [0.0, 2.0]
     """
-    return CompiledModel(model, threads=threads, verify=verify)
+    return CompiledModel(model, threads=threads, verify=verify, specialize=specialize)
 
 
 class CompiledModel:
     """A compiled model: ``run(feeds) -> {name: array}``, ``exe(*arrays) -> tuple``, ``report()``."""
 
     def __init__(self, model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
-                 verify: bool = False) -> None:
+                 verify: bool = False, specialize: bool = True) -> None:
         t0 = time.perf_counter()
         if isinstance(model, Module):
             module = clone_module(model)
@@ -70,10 +78,10 @@ class CompiledModel:
         self.threads = threads
         if threads is not None:
             _limit_threads(threads)
-        self.analysis: ShapeAnalysis = analyze(module)
+        self.verify = verify
+        self._source = clone_module(module) if specialize else None
         self.ops_before = sum(1 for _ in module.walk())
-        self.passes: list[PassStat] = run_passes(
-            module, [shape_chains(self.analysis), fold_constants, cse, dce, fuse_elementwise], verify=verify)
+        self.analysis, self.passes = _pipeline(module, verify)
         self.module = module
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)
@@ -82,6 +90,10 @@ class CompiledModel:
         self._peak_fn = compile_dims([self._peak]) if self._peak is not None else None
         self._last_dims: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._versions: dict[tuple[Any, ...], FunctionProgram] = {}
+        self._seen: dict[tuple[Any, ...], int] = {}
+        self._building: dict[tuple[Any, ...], threading.Thread] = {}
+        self._failed: dict[tuple[Any, ...], str] = {}
 
     @property
     def input_names(self) -> list[str]:
@@ -95,7 +107,13 @@ class CompiledModel:
         """Run on ``feeds`` (input name -> array); returns output name -> value."""
         fn = self.module.entry
         args = check_feeds(fn, feeds)
-        outs = self.program.run(args)
+        sig = _signature(args)
+        program = self._versions.get(sig) if sig is not None else None
+        if program is None:
+            program = self.program
+            if sig is not None and self._source is not None:
+                self._count(sig)
+        outs = program.run(args)
         dims = _bindings(fn, args)
         with self._lock:
             self._last_dims = dims
@@ -109,6 +127,44 @@ class CompiledModel:
             raise FeedError(f"the model takes {len(names)} input(s) ({', '.join(names)}), got {len(arrays)}")
         out = self.run(dict(zip(names, arrays)))
         return tuple(out[n] for n in self.output_names)
+
+    def _count(self, sig: tuple[Any, ...]) -> None:
+        with self._lock:
+            n = self._seen.get(sig, 0) + 1
+            self._seen[sig] = n
+            if n != SPECIALIZE_AFTER or sig in self._failed or sig in self._building:
+                return
+            if len(self._versions) + len(self._building) >= MAX_VERSIONS:
+                return
+            t = threading.Thread(target=self._specialize, args=(sig,), name="pliant-specialize", daemon=True)
+            self._building[sig] = t
+        t.start()
+
+    def _specialize(self, sig: tuple[Any, ...]) -> None:
+        """Build the version for input signature ``sig``: every input shape a constant, RDP and the passes again."""
+        try:
+            assert self._source is not None
+            module = clone_module(self._source)
+            for arg, shape in zip(module.entry.inputs, sig):
+                if shape is not None and isinstance(arg.type, TensorType):
+                    arg.type = TensorType(arg.type.dtype, tuple(shape))
+            _pipeline(module, self.verify)
+            program = FunctionProgram(module, module.entry, specialized=True)
+            with self._lock:
+                self._versions[sig] = program
+        except Exception as e:  # noqa: BLE001 - a version that cannot be built is left out; the generic one serves
+            with self._lock:
+                self._failed[sig] = f"{type(e).__name__}: {e}"
+        finally:
+            with self._lock:
+                self._building.pop(sig, None)
+
+    def wait_for_versions(self, timeout: float | None = None) -> None:
+        """Wait until the specialised versions being built are ready."""
+        with self._lock:
+            threads = list(self._building.values())
+        for t in threads:
+            t.join(timeout)
 
     def planned_peak(self, dims: Mapping[str, int]) -> int | None:
         """The planned peak of live activation bytes for input sizes ``dims`` (symbol -> size)."""
@@ -128,11 +184,29 @@ class CompiledModel:
             "ops": {"before": self.ops_before, "after": self.ops_after},
             "passes": [{"name": p.name, "changes": p.changes, "seconds": round(p.seconds, 4)} for p in self.passes],
             "kernels": dict(self.program.stats),
-            "versions": 1,
+            "versions": 1 + len(self._versions),
+            "specialized": [[list(s) if s is not None else None for s in sig] for sig in self._versions],
+            "specialization_failures": list(self._failed.values()),
             "input_symbols": self.analysis.input_symbols,
             "planned_peak_bytes": str(self._peak) if self._peak is not None else None,
             "last_call": {"dims": last, "planned_peak_bytes": self.planned_peak(last) if last else None},
         }
+
+
+def _pipeline(module: Module, verify: bool) -> tuple[ShapeAnalysis, list[PassStat]]:
+    analysis = analyze(module)
+    passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_elementwise], verify=verify)
+    return analysis, passes
+
+
+def _signature(args: list[Any]) -> tuple[Any, ...] | None:
+    """The inputs' shapes (None for a model with sequence or optional inputs: not specialised)."""
+    sig = []
+    for x in args:
+        if not isinstance(x, np.ndarray):
+            return None
+        sig.append(x.shape)
+    return tuple(sig)
 
 
 def _owned(x: Any) -> Any:

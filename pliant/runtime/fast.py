@@ -332,10 +332,11 @@ FALLBACK = _Fallback
 __all__ = ["FALLBACK", "fast_kernel", "math"]
 
 
-def fused_kernel(op: Op) -> Kernel | None:
+def fused_kernel(op: Op, *, specialize: bool = False) -> Kernel | None:
     """The generated kernel of a ``pliant.Fused`` op (see ``pliant.transforms.fuse_elementwise``).
 
-    It compiles on first use; where that fails (no C compiler), it raises
+    It compiles on first use (with ``specialize``, a version per size signature
+    with the sizes built in, for a specialised program); where that fails (no C compiler), it raises
     ``FALLBACK`` from then on and the op's region runs instead.
     """
     try:
@@ -360,7 +361,7 @@ def fused_kernel(op: Op) -> Kernel | None:
             raise _Fallback(str(broken[0]))
         args = [x.reshape([x.shape[p] for p in k]) if len(k) != x.ndim else x for x, k in zip(xs, kept)]
         try:
-            y = kernel(*args)
+            y = kernel(*args, specialize=specialize)
         except (tc.CompileError, tc.CompilerNotFoundError) as e:
             broken.append(e)
             raise _Fallback(str(e)) from None

@@ -66,8 +66,10 @@ class BlockProgram:
 class FunctionProgram:
     """A function compiled to host steps; ``run(args)`` executes it on a fresh register file."""
 
-    def __init__(self, module: Module, fn: Function, programs: dict[str, FunctionProgram] | None = None) -> None:
+    def __init__(self, module: Module, fn: Function, programs: dict[str, FunctionProgram] | None = None, *,
+                 specialized: bool = False) -> None:
         self.module = module
+        self.specialized = specialized
         self.fn = fn
         self.programs = programs if programs is not None else {}
         self.programs[fn.name] = self
@@ -156,7 +158,7 @@ class FunctionProgram:
                ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         self._block(op.regions["body"].block)
         by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
-        kernel = fused_kernel(op)
+        kernel = fused_kernel(op, specialize=self.specialized)
         if kernel is None:
             self.stats["reference"] += 1
             return by_region

@@ -183,3 +183,35 @@ def test_fused_ops_run_their_region_without_a_compiler(tmp_path: Any) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_a_hot_signature_gets_a_specialised_version() -> None:
+    from pliant.runtime.compiled import MAX_VERSIONS, SPECIALIZE_AFTER
+
+    path = os.path.join(M.DATA, "encoder.onnx")
+    exe = pliant.compile(path)
+    module = pliant.load(path)
+    feeds = next(M.encoder_feeds())
+    want = pliant.interpret(module, feeds)["hidden"]
+    for _ in range(SPECIALIZE_AFTER):
+        np.testing.assert_allclose(exe.run(feeds)["hidden"], want, rtol=1e-4, atol=1e-5)
+    exe.wait_for_versions()
+    rep = exe.report()
+    assert rep["versions"] == 2 and rep["specialized"] == [[list(feeds["ids"].shape)]]
+    assert rep["specialization_failures"] == []
+    np.testing.assert_allclose(exe.run(feeds)["hidden"], want, rtol=1e-4, atol=1e-5)
+    # a stream of new shapes specialises nothing and never recompiles: the generic version serves them
+    rng = np.random.default_rng(5)
+    for length in range(2, 12):
+        ids = rng.integers(0, 50, (1, length)).astype(np.int64)
+        np.testing.assert_allclose(exe.run({"ids": ids})["hidden"], pliant.interpret(module, {"ids": ids})["hidden"],
+                                   rtol=1e-4, atol=1e-5)
+    exe.wait_for_versions()
+    assert exe.report()["versions"] == 2
+    # and the number of versions is capped
+    for length in range(20, 20 + MAX_VERSIONS + 2):
+        ids = np.zeros((1, length), np.int64)
+        for _ in range(SPECIALIZE_AFTER):
+            exe.run({"ids": ids})
+        exe.wait_for_versions()
+    assert exe.report()["versions"] == 1 + MAX_VERSIONS
