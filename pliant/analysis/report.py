@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pliant.analysis.liveness import last_uses
 from pliant.analysis.rdp import ShapeAnalysis, iter_values
 from pliant.ir.core import Block, Function, Module, Op, Value
 from pliant.ir.dims import Dim, Sym, d_add, d_max, d_mul, dim_symbols, provably_le
@@ -150,10 +151,7 @@ def peak_memory(module: Module, order: list[Op] | None = None) -> Peak:
 
 def _block_peak(block: Block, order: list[Op] | None = None) -> tuple[list[Dim], bool]:
     ops = order if order is not None else block.ops
-    last_use: dict[Value, int] = {}
-    for k, op in enumerate(ops):
-        for v in _reads(op):
-            last_use[v] = k
+    last_use = last_uses(ops)
     for v in block.outputs:
         last_use[v] = len(ops)
     live: dict[Value, Dim] = {}
@@ -184,15 +182,6 @@ def _block_peak(block: Block, order: list[Op] | None = None) -> tuple[list[Dim],
             if last_use.get(v, -1) <= k and v not in block.outputs:
                 del live[v]
     return [c for c in cands if c is not None], complete
-
-
-def _reads(op: Op) -> set[Value]:
-    out = {v for v in op.operands if v is not None}
-    for region in op.regions.values():
-        for inner in region.block.walk():
-            out |= {v for v in inner.operands if v is not None}
-        out |= set(region.block.outputs)
-    return out
 
 
 _SAMPLES = (1, 7, 64, 512, 4096)

@@ -6,6 +6,7 @@ The pipeline (each pass verified after it when ``verify=True``)::
          -> shape-chains   (integer chains RDP resolved become ShapeExpr/Constant)
          -> fold-constants -> cse -> dce
          -> fuse-elementwise (float32 elementwise groups become one generated kernel each)
+         -> schedule       (an op order that lowers the peak of live memory)
          -> host program   (fast / native / reference kernel per op, early frees)
 
 ``CompiledModel.run(feeds)`` checks the feeds exactly as the interpreter does
@@ -34,6 +35,7 @@ from pliant.transforms.dce import dce
 from pliant.transforms.fold_constants import fold_constants
 from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.manager import PassStat, run_passes
+from pliant.transforms.schedule import schedule
 from pliant.transforms.shape_chains import shape_chains
 
 SPECIALIZE_AFTER = 3
@@ -195,7 +197,8 @@ class CompiledModel:
 
 def _pipeline(module: Module, verify: bool) -> tuple[ShapeAnalysis, list[PassStat]]:
     analysis = analyze(module)
-    passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_elementwise], verify=verify)
+    passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_elementwise, schedule],
+                        verify=verify)
     return analysis, passes
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pliant.analysis.liveness import last_uses
 from pliant.errors import OpRuntimeError, PliantError
 from pliant.ir.core import Block, Function, Module, Op, Value
 from pliant.ops import registry
@@ -96,10 +97,7 @@ class FunctionProgram:
                 self._number(region.block)
 
     def _block(self, block: Block) -> BlockProgram:
-        last: dict[Value, int] = {}
-        for k, op in enumerate(block.ops):
-            for v in _reads(op):
-                last[v] = k
+        last = last_uses(block.ops)
         keep = set(block.outputs) | set(block.args)
         # NOTE: only values this block defines are freed here; outer values may be read again (next iteration)
         own = {r for op in block.ops for r in op.results}
@@ -270,21 +268,6 @@ class _RegionRunner:
     def run_function(self, fn: Function, args: list[Any]) -> list[Any]:
         callee = self.program.programs.get(fn.name) or FunctionProgram(self.module, fn, self.program.programs)
         return callee.run(args)
-
-
-def _reads(op: Op) -> set[Value]:
-    """The values ``op`` reads, its regions' reads of outer values included."""
-    out = {v for v in op.operands if v is not None}
-    for region in op.regions.values():
-        inner_defined: set[Value] = set(region.block.args)
-        for inner in region.block.walk():
-            inner_defined.update(inner.results)
-            for r in inner.regions.values():
-                inner_defined.update(r.block.args)
-        for inner in region.block.walk():
-            out |= {v for v in inner.operands if v is not None and v not in inner_defined}
-        out |= {v for v in region.block.outputs if v not in inner_defined}
-    return out
 
 
 def _is_constant(v: Value) -> bool:
