@@ -526,7 +526,7 @@ class _Engine:
         cond_true = op.operands[1] is None or self._scalar(op.operands[1]) == 1
         for _attempt in range(LOOP_ATTEMPTS + 1):
             in_t = [self._carried_in(body, k, init_t[k], modes[k], rank_lost[k], i_sym) for k in range(n_carried)]
-            in_v = [self._carried_val_in(body, k, init_v[k], vmodes[k], i_sym) for k in range(n_carried)]
+            in_v = [self._carried_vals(init_v[k], vmodes[k], i_sym) for k in range(n_carried)]
             for k in range(n_carried):
                 if 2 + k < len(body.args):
                     (self.empty.add if k in from_empty else self.empty.discard)(body.args[2 + k])
@@ -576,7 +576,7 @@ class _Engine:
                                upper=m_val if m_val is not None else None)
         for k, r in enumerate(op.results[:n_carried]):
             final = self._carried_out(op, r, init_t[k], modes[k], rank_lost[k], count)
-            val = self._carried_val_out(init_v[k], vmodes[k], count)
+            val = self._carried_vals(init_v[k], vmodes[k], count)
             self._set(r, final, val)
         for j, r in enumerate(op.results[n_carried:]):
             t = outs[1 + n_carried + j] if 1 + n_carried + j < len(outs) else ANY
@@ -662,14 +662,15 @@ class _Engine:
                 dims.append(d_add(d, d_mul(m[1], count)))
         return TensorType(init.dtype, tuple(dims))
 
-    def _carried_val_in(self, body: Block, k: int, init: np.ndarray | None, modes: dict[int, Any], i_sym: Dim) -> np.ndarray | None:
+    def _carried_vals(self, init: np.ndarray | None, modes: dict[int, Any], at: Dim) -> np.ndarray | None:
+        """A carried value's elements at iteration ``at`` (the index symbol in the body, the count after it)."""
         if init is None:
             return None
         out = np.empty(init.shape, dtype=object)
         flat, src = out.reshape(-1), init.reshape(-1)
         for j in range(src.size):
             m = modes.get(j, "inv")
-            flat[j] = src[j] if m == "inv" else None if m == "fresh" else d_add(src[j], d_mul(m[1], i_sym))
+            flat[j] = src[j] if m == "inv" else None if m == "fresh" or at is None else d_add(src[j], d_mul(m[1], at))
         return out
 
     def _update_val_modes(self, body: Block, vin: np.ndarray | None, vout: np.ndarray | None, init: np.ndarray | None,
@@ -692,16 +693,6 @@ class _Engine:
                 modes[j] = "fresh"
             changed = True
         return changed
-
-    def _carried_val_out(self, init: np.ndarray | None, modes: dict[int, Any], count: Dim) -> np.ndarray | None:
-        if init is None:
-            return None
-        out = np.empty(init.shape, dtype=object)
-        flat, src = out.reshape(-1), init.reshape(-1)
-        for j in range(src.size):
-            m = modes.get(j, "inv")
-            flat[j] = src[j] if m == "inv" else None if m == "fresh" or count is None else d_add(src[j], d_mul(m[1], count))
-        return out
 
     def _stacked(self, op: Op, r: Value, t: Type, count: Dim, body: Block, axis: int) -> Type:
         """A scan output: per-iteration type ``t`` stacked along ``axis`` ``count`` times."""

@@ -178,11 +178,7 @@ class FunctionProgram:
 
         def step(regs: Regs) -> None:
             c = regs[cond]
-            res = (then_p if bool(np.asarray(c).reshape(-1)[0]) else else_p).run(regs, ())
-            for o, x in zip(outs, res):
-                regs[o] = x
-            for s in release:
-                regs[s] = None
+            _store(regs, outs, (then_p if bool(np.asarray(c).reshape(-1)[0]) else else_p).run(regs, ()), release)
 
         return step
 
@@ -210,11 +206,8 @@ class FunctionProgram:
                 i += 1
             from pliant.ops.control import _empty_stack
 
-            results = list(state) + [np.stack(acc) if acc else _empty_stack(t) for acc, t in zip(scans, scan_types)]
-            for o, x in zip(outs, results):
-                regs[o] = x
-            for s in release:
-                regs[s] = None
+            _store(regs, outs, list(state) + [np.stack(acc) if acc else _empty_stack(t)
+                                              for acc, t in zip(scans, scan_types)], release)
 
         return step
 
@@ -227,11 +220,7 @@ class FunctionProgram:
             callee = programs.get(name)
             if callee is None:
                 callee = FunctionProgram(module, module.functions[name], programs)
-            res = callee.run([regs[s] if s >= 0 else None for s in ins])
-            for o, x in zip(outs, res):
-                regs[o] = x
-            for s in release:
-                regs[s] = None
+            _store(regs, outs, callee.run([regs[s] if s >= 0 else None for s in ins]), release)
 
         return step
 
@@ -244,11 +233,7 @@ class FunctionProgram:
             runner = _RegionRunner(self, blocks, regs)
             ctx = registry.KernelContext(op, attrs, opset, runner)
             res = kernel(ctx, *[regs[s] if s >= 0 else None for s in ins])
-            vals = list(res) if isinstance(res, tuple) else [res]
-            for o, x in zip(outs, vals):
-                regs[o] = x
-            for s in release:
-                regs[s] = None
+            _store(regs, outs, list(res) if isinstance(res, tuple) else [res], release)
 
         return step
 
@@ -268,6 +253,13 @@ class _RegionRunner:
     def run_function(self, fn: Function, args: list[Any]) -> list[Any]:
         callee = self.program.programs.get(fn.name) or FunctionProgram(self.module, fn, self.program.programs)
         return callee.run(args)
+
+
+def _store(regs: Regs, outs: tuple[int, ...], values: Sequence[Any], release: tuple[int, ...]) -> None:
+    for o, x in zip(outs, values):
+        regs[o] = x
+    for s in release:
+        regs[s] = None
 
 
 def _is_constant(v: Value) -> bool:
