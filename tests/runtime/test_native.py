@@ -1,0 +1,327 @@
+"""``pliant.runtime.native``: each fast path against the reference kernel of its op (and ONNX Runtime
+for the window ops) on random inputs, odd sizes, every axis and geometry it claims; its refusals;
+no recompilation for new shapes; the error without a C compiler."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from pliant.kernels.errors import CompilerNotFoundError
+from pliant.ops import conv as conv_ops
+from pliant.ops import elementwise, norm, pool, reduce
+from pliant.runtime import native
+from tests.helpers import make_model, run_onnxruntime
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh compilation cache for this module, so the first calls compile for real."""
+    path = tmp_path_factory.mktemp("pliant-native-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLIANT_CACHE_DIR", str(path))
+        yield path
+
+
+class _Ctx:
+    """What a reference kernel asks of its op: attributes, opset, number of outputs."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs, self.opset, self.num_outputs = attrs, 17, 1
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        v = self.attrs.get(name)
+        return default if v is None else v
+
+
+def Ctx(**attrs: Any) -> Any:
+    """A stand-in for the ``KernelContext`` of one op with ``attrs`` (opset 17, one output)."""
+    return _Ctx(attrs)
+
+
+def f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def close(got: np.ndarray, want: np.ndarray, rtol: float = RTOL, atol: float = ATOL) -> None:
+    assert got.dtype == np.float32 and want.dtype == np.float32, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+# --- softmax -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape,axis", [((3, 5, 7), -1), ((3, 5, 7), 1), ((3, 5, 7), 0), ((2, 4, 33, 17), 2), ((1, 4, 16, 129), -1)]
+)
+def test_softmax_and_log_softmax_match_the_reference(shape: tuple[int, ...], axis: int) -> None:
+    x = f32(np.random.default_rng(1), *shape, scale=4.0)
+    close(native.softmax(x, axis), reduce.softmax(Ctx(axis=axis), x))
+    close(native.log_softmax(x, axis), reduce.log_softmax(Ctx(axis=axis), x))
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_non_finite_rows_follow_the_reference(axis: int) -> None:
+    x = np.array(
+        [[1.0, np.inf, 2.0], [-np.inf, -np.inf, -np.inf], [0.0, np.nan, 1.0], [-np.inf, 3.0, 1e30]], np.float32
+    )
+    x = x if axis == -1 else np.ascontiguousarray(x.T)
+    for fn, ref in ((native.softmax, reduce.softmax), (native.log_softmax, reduce.log_softmax)):
+        np.testing.assert_allclose(fn(x, axis), ref(Ctx(axis=axis), x), rtol=RTOL, atol=ATOL, equal_nan=True)
+
+
+# --- layer normalisation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape,axis,pshape",
+    [
+        ((4, 7, 33), -1, (33,)),
+        ((4, 7, 33), 1, (7, 33)),
+        ((4, 7, 33), 1, (33,)),  # broadcast along the normalised axes
+        ((4, 7, 33), 1, (4, 1, 33)),  # varies over the outer axis too
+        ((4, 7, 33), 0, (4, 7, 33)),
+        ((3, 300), -1, (1, 300)),
+    ],
+)
+def test_layer_norm_matches_the_reference(shape: tuple[int, ...], axis: int, pshape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(2)
+    x = f32(rng, *shape, scale=3.0) + 5.0
+    scale, bias = f32(rng, *pshape), f32(rng, *pshape)
+    ctx = Ctx(axis=axis, epsilon=1e-3)
+    close(native.layer_norm(x, scale, bias, axis, 1e-3), norm.layer_normalization(ctx, x, scale, bias))
+    close(native.layer_norm(x, scale, None, axis, 1e-3), norm.layer_normalization(ctx, x, scale, None))
+
+
+# --- erf and GELU ------------------------------------------------------------------------------
+
+SPECIAL = np.array([0.0, -0.0, 1e-30, -1e-7, 0.5, 3.9, -6.0, 12.0, np.inf, -np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1001,), (3, 5, 129), (2, 17000)])  # the last runs in parallel
+def test_erf_and_gelu_match_the_reference(shape: tuple[int, ...]) -> None:
+    x = f32(np.random.default_rng(3), *shape, scale=3.0)
+    for v in (x, SPECIAL):
+        pairs = [
+            (native.erf(v), elementwise.erf(v).astype(np.float32)),
+            (native.gelu(v), elementwise._gelu(v, Ctx())),
+            (native.gelu(v, "tanh"), elementwise._gelu(v, Ctx(approximate="tanh"))),
+        ]
+        for got, want in pairs:
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True)
+    assert native.erf(x).dtype == np.float32 and native.erf(x).shape == shape
+
+
+@pytest.mark.parametrize("bshape", [(129,), (1, 1, 129), (1,)])
+def test_bias_gelu_erf_is_gelu_of_the_sum(bshape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(4)
+    x, bias = f32(rng, 2, 5, 129, scale=2.0), f32(rng, *bshape)
+    close(native.bias_gelu_erf(x, bias), elementwise._gelu(x + bias, Ctx()))
+
+
+# --- convolution -------------------------------------------------------------------------------
+
+# (N, C, spatial, M, kernel, strides, pads, dilations, group)
+CONVS = [
+    (1, 3, (11, 9), 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (2, 6, (10, 7), 4, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    (1, 5, (13, 12), 6, (3, 2), (2, 1), (0, 1, 2, 0), (2, 1), 1),  # asymmetric everything
+    (2, 5, (6, 6), 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1: no im2col
+    (1, 4, (13, 12), 6, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    (1, 8, (9, 9), 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8),  # depthwise
+    (2, 8, (9, 10), 16, (3, 3), (2, 2), (2, 2, 2, 2), (2, 2), 8),  # depthwise, multiplier 2, dilated
+    (1, 1, (9, 9), 4, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # one input channel
+    (2, 6, (30,), 6, (5,), (1,), (2, 2), (1,), 6),  # 1-D depthwise
+    (1, 6, (31,), 4, (3,), (2,), (1, 0), (2,), 1),  # 1-D strided, dilated
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: f"N{c[0]}C{c[1]}M{c[3]}k{c[4]}s{c[5]}p{c[6]}d{c[7]}g{c[8]}")
+def test_conv_matches_the_reference(case: tuple[Any, ...]) -> None:
+    n, c, spatial, m, k, s, p, d, g = case
+    rng = np.random.default_rng(5)
+    x, w, b = f32(rng, n, c, *spatial), f32(rng, m, c // g, *k), f32(rng, m)
+    ctx = Ctx(strides=list(s), pads=list(p), dilations=list(d), group=g)
+    # NOTE: sums of up to 54 products accumulated in another order than the reference's: atol 1e-4
+    close(native.conv(x, w, b, s, p, d, g), conv_ops.conv(ctx, x, w, b), atol=1e-4)
+    close(native.conv(x, w, None, s, p, d, g), conv_ops.conv(ctx, x, w), atol=1e-4)
+
+
+def test_conv_matches_onnxruntime() -> None:
+    rng = np.random.default_rng(6)
+    x, w, b = f32(rng, 1, 16, 23, 21), f32(rng, 32, 8, 3, 3), f32(rng, 32)
+    strides, pads, dilations = [2, 1], [1, 0, 1, 2], [1, 2]
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=strides, pads=pads, dilations=dilations, group=2)
+    model = make_model(
+        [node],
+        [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in ("x", "w", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    (want,) = run_onnxruntime(model, {"x": x, "w": w, "b": b})
+    close(native.conv(x, w, b, strides, pads, dilations, 2), want, atol=1e-4)
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+# (input shape, kernel, strides, pads, dilations, ceil_mode)
+POOLS = [
+    ((2, 3, 11, 10), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), False),
+    ((2, 3, 11, 10), (2, 3), (2, 1), (0, 1, 1, 0), (1, 1), True),
+    ((1, 4, 12, 13), (3, 3), (2, 2), (1, 1, 1, 1), (2, 2), True),
+    ((1, 2, 7, 7), (7, 7), (1, 1), (0, 0, 0, 0), (1, 1), False),
+    ((2, 3, 17), (4,), (3,), (2, 1), (1,), True),
+]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=lambda c: f"x{c[0]}k{c[1]}s{c[2]}p{c[3]}d{c[4]}ceil{int(c[5])}")
+def test_pooling_matches_the_reference(case: tuple[Any, ...]) -> None:
+    shape, k, s, p, d, ceil = case
+    x = f32(np.random.default_rng(7), *shape)
+    attrs = {"kernel_shape": list(k), "strides": list(s), "pads": list(p), "dilations": list(d), "ceil_mode": int(ceil)}
+    close(native.max_pool(x, k, s, p, d, ceil), pool.max_pool(Ctx(**attrs), x))
+    for cip in (False, True):
+        want = pool.average_pool(Ctx(count_include_pad=int(cip), **attrs), x)
+        close(native.average_pool(x, k, s, p, d, ceil, cip), want)
+
+
+def test_max_pool_ignores_padding_and_propagates_nan() -> None:
+    x = -np.ones((1, 1, 3, 3), np.float32)
+    assert np.all(native.max_pool(x, [3, 3], [1, 1], [1, 1, 1, 1]) == -1.0)
+    x[0, 0, 1, 1] = np.nan
+    assert np.isnan(native.max_pool(x, [2, 2], [1, 1])).all()
+
+
+def test_pooling_matches_onnxruntime() -> None:
+    x = f32(np.random.default_rng(8), 1, 5, 14, 15)
+    attrs: dict[str, Any] = {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 0, 1, 1], "ceil_mode": 1}
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["m"], **attrs),
+        helper.make_node("AveragePool", ["x"], ["a"], count_include_pad=1, **attrs),
+        helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+    ]
+    model = make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in ("m", "a", "g")],
+    )
+    m, a, g = run_onnxruntime(model, {"x": x})
+    geo = (attrs["kernel_shape"], attrs["strides"], attrs["pads"], None, True)
+    close(native.max_pool(x, *geo), m)
+    close(native.average_pool(x, *geo, count_include_pad=True), a)
+    close(native.global_average_pool(x), g)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 17, 9), (1, 5, 1000), (2, 2, 3, 4, 5)])
+def test_global_average_pool_matches_the_reference(shape: tuple[int, ...]) -> None:
+    x = f32(np.random.default_rng(9), *shape) + 3.0
+    close(native.global_average_pool(x), pool.global_average_pool(Ctx(), x))
+
+
+# --- inputs, refusals, compilation -------------------------------------------------------------
+
+
+def test_non_contiguous_inputs_are_accepted() -> None:
+    x = f32(np.random.default_rng(10), 6, 10, 12)[:, ::2].transpose(0, 2, 1)
+    close(native.softmax(x, 1), reduce.softmax(Ctx(axis=1), np.ascontiguousarray(x)))
+    close(native.erf(x), elementwise.erf(x).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: native.softmax(np.ones(3), -1), "softmax: x must be float32, got float64"),
+        (lambda: native.softmax(np.ones((2, 3), np.float32), 2), "axis 2 is out of range for an input of rank 2"),
+        (lambda: native.log_softmax(1.0, 0), "must be a NumPy array"),  # type: ignore[arg-type]
+        (lambda: native.gelu(np.ones(2, np.float32), "exact"), "approximate must be 'none' or 'tanh', got 'exact'"),
+        (
+            lambda: native.layer_norm(np.ones((2, 3), np.float32), np.ones(2, np.float32)),
+            r"scale of shape \(2,\) does not broadcast to the input \(2, 3\)",
+        ),
+        (
+            lambda: native.bias_gelu_erf(np.ones((2, 3), np.float32), np.ones(2, np.float32)),
+            "not a vector along the last axis",
+        ),
+        (
+            lambda: native.conv(np.ones((1, 4, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32)),
+            "x has 4 channels and w 2 outputs of 3 channels each, which group=1 does not fit",
+        ),
+        (
+            lambda: native.conv(np.ones((1, 1, 2, 2, 2), np.float32), np.ones((1, 1, 1, 1, 1), np.float32)),
+            "only 1-D and 2-D convolutions",
+        ),
+        (
+            lambda: native.conv(np.ones((1, 1, 5, 5), np.float32), np.ones((1, 1, 3, 3), np.float32), pads=[1, 1]),
+            "pads has 2 values, expected 4",
+        ),
+        (
+            lambda: native.conv(np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 3, 3), np.float32)),
+            r"does not fit the padded input \(2 \+ 0 \+ 0\) on spatial axis 0",
+        ),
+        (
+            lambda: native.conv(
+                np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 1, 1), np.float32), np.ones(2, np.float32)
+            ),
+            "the bias has 2 values but there are 3 output channels",
+        ),
+        (lambda: native.max_pool(np.ones((1, 1, 4, 4), np.float32), [2]), r"kernel \[2\] must have 2 values"),
+        (lambda: native.global_average_pool(np.ones((2, 3), np.float32)), "rank >= 3"),
+        (
+            lambda: native.max_pool(np.ones((1, 1, 4, 4), np.float32), [3, 3], None, [1500, 1500, 0, 0]),
+            r"pads \[1500, 1500\] too large for the native window kernels",
+        ),
+    ],
+)
+def test_unsupported_inputs_raise_a_value_error(call: Any, match: str) -> None:
+    with pytest.raises(native.NativeUnsupportedError, match=match) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+
+
+def test_new_shapes_and_geometries_do_not_recompile(kernel_cache: Path) -> None:
+    rng = np.random.default_rng(11)
+    native.softmax(f32(rng, 3, 9), -1)
+    native.conv(f32(rng, 1, 3, 8, 8), f32(rng, 4, 3, 3, 3), None, [1, 1], [1, 1, 1, 1])
+    objects = sorted(kernel_cache.rglob("*.so"))
+    native.softmax(f32(rng, 5, 4, 77), -1)
+    native.conv(f32(rng, 2, 5, 13, 11), f32(rng, 6, 5, 5, 3), None, [2, 3], [2, 1, 0, 2], [2, 1])
+    assert sorted(kernel_cache.rglob("*.so")) == objects
+
+
+def test_missing_compiler_raises_compiler_not_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/bin/cc")
+    monkeypatch.setenv("PLIANT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_KERNELS", {})
+    x = np.ones((2, 3), np.float32)
+    for call in (lambda: native.softmax(x, -1), lambda: native.erf(x), lambda: native.layer_norm(x, x[0])):
+        with pytest.raises(CompilerNotFoundError, match="no C compiler: looked for '/nonexistent/bin/cc'"):
+            call()
+
+
+def test_calls_from_several_threads_agree() -> None:
+    rng = np.random.default_rng(12)
+    xs = [f32(rng, 2, 8, 9 + i, 10) for i in range(4)]
+    w = f32(rng, 6, 8, 3, 3)
+    want = [(reduce.softmax(Ctx(axis=2), x), conv_ops.conv(Ctx(pads=[1, 1, 1, 1]), x, w)) for x in xs]
+    got: list[Any] = [None] * len(xs)
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            got[i] = (native.softmax(xs[i], 2), native.conv(xs[i], w, None, None, [1, 1, 1, 1]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (gs, gc), (ws, wc) in zip(got, want):
+        close(gs, ws)
+        close(gc, wc, atol=1e-4)
