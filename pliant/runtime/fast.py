@@ -150,6 +150,8 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         return _reduce(op, attrs, opset)
     if name == "Clip" and opset >= 11 and _all_dtypes(op, _FLOATS):
         return lambda x, lo=None, hi=None: np.clip(x, lo, hi) if lo is not None or hi is not None else x
+    if name == "NonMaxSuppression" and _dtype(op, 0) in _FLOATS:
+        return _nms(bool(int(attrs.get("center_point_box", 0))))
     if name in ("Softmax", "LogSoftmax", "LayerNormalization", "Erf", "Gelu", "Conv", "MaxPool",
                 "AveragePool", "GlobalAveragePool"):
         return _native(op, attrs, opset)
@@ -182,6 +184,61 @@ def _reduce(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         return np.asarray(fn(x, axis=ax, keepdims=keep))
 
     return _guarded(reduce, native=False)
+
+
+def _nms(center: bool) -> Kernel:
+    """NonMaxSuppression as the reference decides it, without its all-pairs IoU matrix.
+
+    Each class's candidates (above the score threshold, by descending score,
+    stable) are taken in order; taking one suppresses every later candidate
+    whose IoU with it exceeds the threshold, computed with the reference's own
+    arithmetic so that every decision is the same.
+    """
+    from pliant.ops.detection import _corners, _scalar
+
+    def nms(boxes: np.ndarray, scores: np.ndarray, max_out: np.ndarray | None = None,
+            iou_threshold: np.ndarray | None = None, score_threshold: np.ndarray | None = None) -> np.ndarray:
+        if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[0] != boxes.shape[0] \
+                or scores.shape[2] != boxes.shape[1]:
+            raise _Fallback("unexpected shapes: the reference kernel reports them")
+        limit = int(_scalar(max_out, 0, "max_output_boxes_per_class"))
+        iou_t = _scalar(iou_threshold, np.float32(0), "iou_threshold")
+        score_t = _scalar(score_threshold, None, "score_threshold")
+        if not 0 <= float(iou_t) <= 1:
+            raise _Fallback("iou_threshold out of range: the reference kernel reports it")
+        out: list[np.ndarray] = []
+        if limit <= 0 or boxes.shape[1] == 0:
+            return np.zeros((0, 3), dtype=np.int64)
+        for b in range(boxes.shape[0]):
+            y1, x1, y2, x2 = _corners(boxes[b], center)
+            area = (y2 - y1) * (x2 - x1)
+            for c in range(scores.shape[1]):
+                s = scores[b, c]
+                cand = np.arange(s.shape[0]) if score_t is None else np.flatnonzero(s > score_t)
+                cand = cand[np.argsort(-s[cand], kind="stable")]
+                alive = np.ones(cand.shape[0], dtype=bool)
+                chosen: list[int] = []
+                for k in range(cand.shape[0]):
+                    if not alive[k]:
+                        continue
+                    i = int(cand[k])
+                    chosen.append(i)
+                    if len(chosen) >= limit:
+                        break
+                    rest = cand[k + 1:]
+                    inter = (np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+                             * np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0))
+                    union = area[i] + area[rest] - inter
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        iou = np.where((inter > 0) & (area[i] > 0) & (area[rest] > 0) & (union > 0), inter / union, 0)
+                    alive[k + 1:] &= ~(iou > iou_t)
+                if chosen:
+                    sel = np.empty((len(chosen), 3), dtype=np.int64)
+                    sel[:, 0], sel[:, 1], sel[:, 2] = b, c, chosen
+                    out.append(sel)
+        return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
+
+    return _guarded(nms, native=False)
 
 
 def _gemm(attrs: dict[str, Any]) -> Kernel:

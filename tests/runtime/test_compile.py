@@ -254,3 +254,26 @@ def onnx_tensor(a: np.ndarray) -> Any:
     import onnx
 
     return onnx.numpy_helper.from_array(a)
+
+
+@pytest.mark.parametrize("center", [0, 1])
+def test_fast_non_max_suppression_decides_as_the_reference(center: int) -> None:
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(center)
+    names = ["b", "s", "m", "i", "t"]
+    types = [TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.INT64, TensorProto.FLOAT, TensorProto.FLOAT]
+    model = M.make_model([helper.make_node("NonMaxSuppression", names, ["y"], center_point_box=center)],
+                         [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)],
+                         [helper.make_tensor_value_info("y", TensorProto.INT64, None)], opset=11)
+    exe, module = pliant.compile(model), pliant.load(model)
+    for trial in range(12):
+        b, c, n = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(0, 60))
+        boxes = (rng.random((b, n, 4)) * 10).astype(np.float32)
+        if trial % 3 == 0:
+            boxes[..., 2:] = boxes[..., :2]  # empty boxes: no overlaps
+        scores = rng.random((b, c, n)).astype(np.float32)
+        scores[..., ::7] = 0.5  # ties keep the input order
+        feeds = {"b": boxes, "s": scores, "m": np.array([rng.integers(1, 20)]),
+                 "i": np.array([rng.random()], np.float32), "t": np.array([rng.random() * 0.5], np.float32)}
+        np.testing.assert_array_equal(exe.run(feeds)["y"], pliant.interpret(module, feeds)["y"])
