@@ -307,7 +307,8 @@ class _Emitter:
             threads = f" num_threads({self.lk.schedule.threads})" if self.lk.schedule.threads else ""
             cond = ""
             if lp.work is not None and not lp.work.is_Integer:
-                cond = f" if({self.size(lp.work)} >= {PARALLEL_MIN_WORK})"
+                # NOTE: "parallel:" limits the condition to the threads; a bare if() also turns off the simd loop
+                cond = f" if(parallel: {self.size(lp.work)} >= {PARALLEL_MIN_WORK})"
             if lp.private:
                 self.out(f"#pragma omp parallel{cond}{threads}")
                 self.out("{")
