@@ -235,7 +235,13 @@ class _Inference:
         ranges: dict[str, Range] = {}
         for w in s.where:
             lo, hi = affine(w.lo, self.env), affine(w.hi, self.env)
-            assert lo is not None and hi is not None and not lo.coeffs and not hi.coeffs
+            if lo is None or hi is None or lo.coeffs or hi.coeffs:
+                raise self.error(
+                    f"the bounds of 'where {w.var} in {format_expr(w.lo)}:{format_expr(w.hi)}' must be sums of "
+                    "sizes and integers (no division, products of sizes or index variables); compute the bound "
+                    "outside the kernel and pass a tensor of that size",
+                    w.loc,
+                )
             ranges[w.var] = Range(lo.const, hi.const)
         used: set[int] = set()
         fixed = {w.var for w in s.where}

@@ -193,3 +193,11 @@ def test_recurrences_are_rejected(src: str, pattern: str) -> None:
         pliant.tc.define(src)
     ok = pliant.tc.define("def f(float(N) A) -> (B) { B(i) = A(i)\n B(i) = B(i) * 2.0 }")
     np.testing.assert_array_equal(ok(np.ones(3, np.float32)), [2, 2, 2])
+
+
+def test_where_bound_with_division_is_a_range_error() -> None:
+    import pliant.tc as tc
+
+    with pytest.raises(tc.TCRangeError, match=r"line 1, column 48: the bounds of 'where o in 0:\(\(\(H - 3\) / 2\) \+ 1\)' "
+                                               r"must be sums of sizes and integers"):
+        tc.define("def f(float(H) X) -> (Y) { Y(o) = X(2*o) where o in 0:(H-3)/2+1 }")(np.ones(9, np.float32))
