@@ -26,6 +26,7 @@ import numpy as np
 from pliant.analysis.liveness import last_uses
 from pliant.errors import OpRuntimeError, PliantError
 from pliant.ir.core import Block, Function, Module, Op, Value
+from pliant.ir.types import TensorType
 from pliant.ops import registry
 from pliant.ops.typing import attrs_with_defaults
 from pliant.runtime.fast import FALLBACK, fast_kernel, fused_kernel
@@ -156,7 +157,12 @@ class FunctionProgram:
                ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         self._block(op.regions["body"].block)
         by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
-        kernel = fused_kernel(op, specialize=self.specialized)
+        # NOTE: sizes are built into the kernel only where they are constants of this version: a dim that
+        # changes between loop iterations would compile a new version per iteration
+        t = op.results[0].type
+        static = isinstance(t, TensorType) and t.is_static and all(
+            isinstance(v.type, TensorType) and v.type.is_static for v in op.operands if v is not None)
+        kernel = fused_kernel(op, specialize=self.specialized and static)
         if kernel is None:
             self.stats["reference"] += 1
             return by_region
