@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import sympy
 
 from pliant.analysis.liveness import last_uses
 from pliant.analysis.rdp import ShapeAnalysis, iter_values
 from pliant.ir.core import Block, Function, Module, Op, Value
-from pliant.ir.dims import Dim, Sym, d_add, d_max, d_mul, dim_symbols, provably_le
+from pliant.ir.dims import Dim, Sym, d_add, d_mul, dim_symbols, provably_le
 from pliant.ir.types import OptionalType, SequenceType, TensorType, Type
 from pliant.ops import registry
 
@@ -207,10 +208,10 @@ def _max_of(cands: list[Dim]) -> Dim:
         keep |= {i for i, v in enumerate(vals) if v == best}
     kept = [uniq[i] for i in sorted(keep)]
     pruned = [c for c in kept if not any(o is not c and provably_le(c, o) and not provably_le(o, c) for o in kept)]
-    acc: Dim = pruned[0]
-    for c in pruned[1:]:
-        acc = d_max(acc, c)
-    return acc
+    if len(pruned) == 1:
+        return pruned[0]
+    # NOTE: the candidates are already pruned; sympy's own Max would compare every pair again, slowly
+    return Sym(sympy.Max(*(sympy.Integer(c) if isinstance(c, int) else c.expr for c in pruned), evaluate=False))
 
 
 def text_report(module: Module, analysis: ShapeAnalysis, doc: dict[str, Any], *, limit: int | None = None) -> str:

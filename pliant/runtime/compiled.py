@@ -88,8 +88,7 @@ class CompiledModel:
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)
         self.compile_seconds = time.perf_counter() - t0
-        self._peak = _peak_expression(module)
-        self._peak_fn = compile_dims([self._peak]) if self._peak is not None else None
+        self._peak_cache: tuple[Dim, Any] | None = None
         self._last_dims: dict[str, int] = {}
         self._lock = threading.Lock()
         self._versions: dict[tuple[Any, ...], FunctionProgram] = {}
@@ -168,12 +167,21 @@ class CompiledModel:
         for t in threads:
             t.join(timeout)
 
+    def _peak(self) -> tuple[Dim, Any]:
+        """The planned peak as an expression, and its compiled form (worked out on first use: it is not cheap)."""
+        with self._lock:
+            if self._peak_cache is None:
+                expr = _peak_expression(self.module)
+                self._peak_cache = (expr, compile_dims([expr]) if expr is not None else None)
+            return self._peak_cache
+
     def planned_peak(self, dims: Mapping[str, int]) -> int | None:
         """The planned peak of live activation bytes for input sizes ``dims`` (symbol -> size)."""
-        if self._peak_fn is None:
+        fn = self._peak()[1]
+        if fn is None:
             return None
         try:
-            return self._peak_fn(dict(dims))[0]
+            return fn(dict(dims))[0]  # type: ignore[no-any-return]
         except KeyError:
             return None
 
@@ -190,7 +198,7 @@ class CompiledModel:
             "specialized": [[list(s) if s is not None else None for s in sig] for sig in self._versions],
             "specialization_failures": list(self._failed.values()),
             "input_symbols": self.analysis.input_symbols,
-            "planned_peak_bytes": str(self._peak) if self._peak is not None else None,
+            "planned_peak_bytes": str(self._peak()[0]) if self._peak()[0] is not None else None,
             "last_call": {"dims": last, "planned_peak_bytes": self.planned_peak(last) if last else None},
         }
 
