@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--dim", "-d", action="append", default=[], metavar="SYMBOL=N",
                    help="evaluate the peak memory at these input sizes")
     a.add_argument("--no-backward", action="store_true", help="forward propagation only")
+    a.add_argument("--compiled", action="store_true",
+                   help="report on the module pliant.compile runs (after its passes: fusion, shape chains...)")
     a.set_defaults(func=_analyze)
 
     o = sub.add_parser("ops", help="list the operators pliant defines")
@@ -98,6 +100,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
     module = pliant.load(args.model)
     analysis = analyze(module, backward=not args.no_backward)
+    if args.compiled:
+        # NOTE: the module pliant.compile runs (after its passes), so the planned peak is the one
+        # CompiledModel.report() gives for the same sizes
+        exe = pliant.compile(module, specialize=False)
+        module, analysis = exe.module, exe.analysis
     if args.ir:
         sys.stdout.write(print_module(module, elide_tensors=True))
         return 0

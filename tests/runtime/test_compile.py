@@ -277,3 +277,17 @@ def test_fast_non_max_suppression_decides_as_the_reference(center: int) -> None:
         feeds = {"b": boxes, "s": scores, "m": np.array([rng.integers(1, 20)]),
                  "i": np.array([rng.random()], np.float32), "t": np.array([rng.random() * 0.5], np.float32)}
         np.testing.assert_array_equal(exe.run(feeds)["y"], pliant.interpret(module, feeds)["y"])
+
+
+def test_pliant_analyze_compiled_agrees_with_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from pliant.cli import main
+
+    path = os.path.join(M.DATA, "gpt_step.onnx")
+    exe = pliant.compile(path)
+    for feeds in M.gpt_step_feeds():
+        exe.run(feeds)
+        dims = exe.report()["last_call"]["dims"]
+        args = ["analyze", path, "--compiled", "--json"] + [a for k, v in dims.items() for a in ("--dim", f"{k}={v}")]
+        assert main(args) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["summary"]["peak_memory_at"]["bytes"] == exe.report()["last_call"]["planned_peak_bytes"] > 0
