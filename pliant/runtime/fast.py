@@ -86,6 +86,8 @@ _COMPARE: dict[str, Kernel] = {
 
 def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
     """A fast kernel for ``op``, or None when the reference kernel must run."""
+    if op.domain == "pliant" and op.name == "ShapeExpr":
+        return _shape_expr(op)
     if op.domain != "" or op.regions:
         return None
     name = op.name
@@ -159,6 +161,25 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
 
 
 _REDUCE: dict[str, Kernel] = {"ReduceSum": np.sum, "ReduceMean": np.mean, "ReduceMax": np.max, "ReduceMin": np.min}
+
+
+def _shape_expr(op: Op) -> Kernel:
+    """``pliant.ShapeExpr`` with its expressions compiled and its bindings resolved once."""
+    from pliant.ir.dims import compile_dims, parse_dim
+    from pliant.ir.dtypes import DType
+
+    attrs: dict[str, Any] = dict(op.attrs)
+    symbols = [str(x) for x in attrs["symbols"]]
+    bind = [int(b) for b in attrs["bind"]]
+    where = [(name, bind[2 * k], bind[2 * k + 1]) for k, name in enumerate(symbols)]
+    fn = compile_dims([parse_dim(str(e)) for e in attrs["exprs"]], symbols)
+    dtype = DType.from_onnx(int(attrs["dtype"])).numpy
+    shape = tuple(int(d) for d in attrs["shape"])
+
+    def shape_expr(*sources: np.ndarray) -> np.ndarray:
+        return np.array(fn({name: sources[src].shape[axis] for name, src, axis in where}), dtype=dtype).reshape(shape)
+
+    return shape_expr
 
 
 def _reduce(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
