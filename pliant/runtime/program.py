@@ -26,6 +26,7 @@ import numpy as np
 from pliant.analysis.liveness import last_uses
 from pliant.errors import OpRuntimeError, PliantError
 from pliant.ir.core import Block, Function, Module, Op, Value
+from pliant.ir.dims import dims_equal
 from pliant.ir.types import TensorType
 from pliant.ops import registry
 from pliant.ops.typing import attrs_with_defaults
@@ -113,13 +114,13 @@ class FunctionProgram:
                 continue
             release = tuple(self.slot[v] for v, at in last.items() if at == k and v not in keep
                             and v in own and not _is_constant(v))
-            steps.append(self._step(op, release))
+            steps.append(self._step(op, release, _in_place(op, block, k, last, keep)))
             ops.append(op)
         prog = BlockProgram([self.slot[a] for a in block.args], steps, ops, [self.slot[v] for v in block.outputs])
         self.blocks[block] = prog
         return prog
 
-    def _step(self, op: Op, release: tuple[int, ...]) -> Step:
+    def _step(self, op: Op, release: tuple[int, ...], in_place: int | None = None) -> Step:
         ins = tuple(self.slot[v] if v is not None else -1 for v in op.operands)
         outs = tuple(self.slot[r] for r in op.results)
         if op.domain == "" and op.name == "If":
@@ -144,6 +145,9 @@ class FunctionProgram:
         ctx = registry.KernelContext(op, attrs, opset, None)
         ref = _bind(opdef.kernel, ctx)
         fast = fast_kernel(op, attrs, opset)
+        if fast is not None and in_place is not None and op.name in _IN_PLACE:
+            self.stats["in_place"] = self.stats.get("in_place", 0) + 1
+            return _make_step(_IN_PLACE[op.name](in_place), ins, outs, release)
         if fast is None:
             self.stats["reference"] += 1
             return _make_step(ref, ins, outs, release)
@@ -259,6 +263,73 @@ class _RegionRunner:
     def run_function(self, fn: Function, args: list[Any]) -> list[Any]:
         callee = self.program.programs.get(fn.name) or FunctionProgram(self.module, fn, self.program.programs)
         return callee.run(args)
+
+
+# NOTE: ops whose kernels always return a new array (ufuncs, BLAS, native and generated kernels): a result of
+# one of them that nothing else refers to may be overwritten by its only reader.
+_FRESH = {"Conv", "MatMul", "Gemm", "Fused", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Exp",
+          "Softmax", "LayerNormalization", "GlobalAveragePool", "MaxPool", "AveragePool", "Neg", "Sqrt"}
+def _unary_in_place(f: Callable[..., Any]) -> Callable[[int], Callable[..., Any]]:
+    def make(i: int) -> Callable[..., Any]:
+        def run(x: Any) -> Any:
+            return f(x, out=x) if type(x) is np.ndarray and x.ndim and x.flags.writeable else f(x)
+
+        return run
+
+    return make
+
+
+def _binary_in_place(f: Callable[..., Any]) -> Callable[[int], Callable[..., Any]]:
+    def make(i: int) -> Callable[..., Any]:
+        def run(a: Any, b: Any) -> Any:
+            # NOTE: checked per call: a kernel may hand back a NumPy scalar or a read-only array
+            x = a if i == 0 else b
+            if type(x) is np.ndarray and x.ndim and x.flags.writeable:
+                return f(a, b, out=x)
+            return f(a, b)
+
+        return run
+
+    return make
+
+
+_IN_PLACE: dict[str, Callable[[int], Callable[..., Any]]] = {
+    "Relu": _unary_in_place(lambda x, out=None: np.maximum(x, x.dtype.type(0), out=out)),
+    "Tanh": _unary_in_place(np.tanh),
+    "Exp": _unary_in_place(np.exp),
+    "Neg": _unary_in_place(np.negative),
+    "Sqrt": _unary_in_place(np.sqrt),
+    "Add": _binary_in_place(np.add),
+    "Mul": _binary_in_place(np.multiply),
+    "Sub": _binary_in_place(np.subtract),
+    "Div": _binary_in_place(np.divide),
+}
+
+
+def _in_place(op: Op, block: Block, k: int, last: dict[Value, int], keep: set[Value]) -> int | None:
+    """The operand ``op`` may overwrite with its result, or None.
+
+    It must be a float tensor of the result's exact shape and dtype, made in
+    this block by an op that returns new arrays, read by ``op`` alone (so no
+    view of it exists) and never again.
+    """
+    if op.domain != "" or op.name not in _IN_PLACE or len(op.results) != 1:
+        return None
+    out = op.results[0].type
+    if not isinstance(out, TensorType) or out.shape is None or out.dtype is None or not out.dtype.is_float \
+            or any(d is None for d in out.shape):
+        return None
+    for i, v in enumerate(op.operands):
+        p = v.defining_op if v is not None else None
+        if v is None or p is None or p.parent is not block or p.name not in _FRESH or v in keep or last.get(v) != k:
+            continue
+        if len(v.uses) != 1 or any(w is v for j, w in enumerate(op.operands) if j != i):
+            continue
+        t = v.type
+        if isinstance(t, TensorType) and t.dtype == out.dtype and t.shape is not None and len(t.shape) == len(out.shape) \
+                and all(a is not None and dims_equal(a, b) for a, b in zip(t.shape, out.shape)):
+            return i
+    return None
 
 
 def _store(regs: Regs, outs: tuple[int, ...], values: Sequence[Any], release: tuple[int, ...]) -> None:

@@ -291,3 +291,20 @@ def test_pliant_analyze_compiled_agrees_with_the_report(capsys: pytest.CaptureFi
         assert main(args) == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["summary"]["peak_memory_at"]["bytes"] == exe.report()["last_call"]["planned_peak_bytes"] > 0
+
+
+def test_in_place_reuse_only_where_nothing_else_sees_the_buffer() -> None:
+    """MatMul -> Relu -> Add may reuse their buffers; a value read twice (m) must not be overwritten."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_node("Constant", [], ["w"], value=onnx_tensor(np.full((4, 4), 0.5, np.float32)))
+    one = helper.make_node("Constant", [], ["one"], value=onnx_tensor(np.array(1.0, np.float32)))
+    nodes = [w, one, helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Relu", ["m"], ["r"]), helper.make_node("Add", ["r", "one"], ["a"]),
+             helper.make_node("Neg", ["m"], ["n"]), helper.make_node("Mul", ["a", "n"], ["y"])]
+    model = M.make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    exe = pliant.compile(model, specialize=False)
+    assert exe.report()["kernels"].get("in_place", 0) >= 2
+    x = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(exe.run({"x": x})["y"], pliant.interpret(pliant.load(model), {"x": x})["y"], rtol=1e-6)
