@@ -153,7 +153,7 @@ def _suite_demo(out: Any) -> int:
         out("(the benchmark suite's models are not in this installation: run from a source checkout to see them)")
         return 0
     out("")
-    out("models from the dynamic model suite (benchmarks/models), interpreted and checked against PyTorch's outputs:")
+    out("models from the dynamic model suite (benchmarks/models), compiled and checked against PyTorch's outputs:")
     return run_suite_demo(root, say=out)
 
 
