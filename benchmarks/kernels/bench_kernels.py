@@ -24,48 +24,16 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from pliant.bench.measure import LoadWindow, run_thread_workers
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "kernels.md"
 MB64 = 16 * 1024 * 1024  # float32 elements in 64 MB
-
-
-def _proc_busy() -> tuple[float, float]:
-    """(busy seconds of all CPUs, wall clock) from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        vals = [int(x) for x in fields]
-        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-        hz = os.sysconf("SC_CLK_TCK")
-        return (sum(vals) - idle) / hz, time.time()
-    except (OSError, ValueError, IndexError):
-        return 0.0, time.time()
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class LoadWindow:
-    """CPU load from other processes (in CPUs) between ``__enter__`` and ``__exit__``: /proc/stat minus our own."""
-
-    def __enter__(self) -> LoadWindow:
-        self.busy0, self.wall0 = _proc_busy()
-        self.cpu0 = _own_cpu()
-        self.other = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy1, wall1 = _proc_busy()
-        own = _own_cpu() - self.cpu0
-        self.other = max(0.0, (busy1 - self.busy0) - own) / max(1e-9, wall1 - self.wall0)
 
 
 def _measure_quiet(
@@ -134,8 +102,7 @@ def worker(threads: int, min_time: float, quick: bool, max_load: float = 9.0, re
     import pliant.tc
 
     rng = np.random.default_rng(0)
-    busy0, wall0 = _proc_busy()
-    cpu0 = _own_cpu()
+    whole = LoadWindow().__enter__()
     rows: list[dict[str, Any]] = []
     n = MB64 // 16 if quick else MB64
     src = rng.standard_normal(n).astype(np.float32)
@@ -282,10 +249,9 @@ def worker(threads: int, min_time: float, quick: bool, max_load: float = 9.0, re
             }
         )
 
-    busy1, wall1 = _proc_busy()
-    cpu1 = _own_cpu()
+    whole.__exit__()
     ncpu = os.cpu_count() or 1
-    other = max(0.0, (busy1 - busy0) - (cpu1 - cpu0)) / max(1e-9, (wall1 - wall0))
+    other = whole.other
     return {
         "threads": threads,
         "rows": rows,
@@ -392,25 +358,9 @@ def main() -> int:
     if args.worker is not None:
         print(json.dumps(worker(args.worker, args.min_time, args.quick, args.max_load, args.retries)))
         return 0
-    results = []
-    for t in [int(x) for x in args.threads.split(",")]:
-        with tempfile.TemporaryDirectory(prefix="pliant-bench-") as cache:
-            env = dict(
-                os.environ,
-                OMP_NUM_THREADS=str(t),
-                OPENBLAS_NUM_THREADS=str(t),
-                MKL_NUM_THREADS=str(t),
-                OMP_WAIT_POLICY="PASSIVE",
-                PLIANT_CACHE_DIR=cache,
-                PYTHONPATH=str(ROOT),
-            )
-            cmd = [sys.executable, __file__, "--worker", str(t), "--min-time", str(args.min_time)]
-            cmd += ["--max-load", str(args.max_load), "--retries", str(args.retries)]
-            if args.quick:
-                cmd.append("--quick")
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"{t} thread(s) done", file=sys.stderr)
+    extra = ["--min-time", str(args.min_time), "--max-load", str(args.max_load), "--retries", str(args.retries)]
+    extra += ["--quick"] if args.quick else []
+    results = run_thread_workers(__file__, [int(x) for x in args.threads.split(",")], extra, pythonpath=str(ROOT))
     text = report(results, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

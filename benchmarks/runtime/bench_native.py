@@ -28,12 +28,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pliant.bench.measure import LoadWindow, run_thread_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "native.md"
@@ -41,37 +42,6 @@ OPSET = 20
 
 
 # --- load from other processes ------------------------------------------------------------------
-
-
-def _proc_busy() -> tuple[float, float]:
-    """(busy seconds of all CPUs, wall clock) from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        vals = [int(x) for x in fields]
-        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-        return (sum(vals) - idle) / os.sysconf("SC_CLK_TCK"), time.time()
-    except (OSError, ValueError, IndexError):
-        return 0.0, time.time()
-
-
-def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class LoadWindow:
-    """CPUs kept busy by other processes between ``__enter__`` and ``__exit__``."""
-
-    def __enter__(self) -> LoadWindow:
-        self.busy0, self.wall0 = _proc_busy()
-        self.cpu0 = _own_cpu()
-        self.other = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy1, wall1 = _proc_busy()
-        own = _own_cpu() - self.cpu0
-        self.other = max(0.0, (busy1 - self.busy0) - own) / max(1e-9, wall1 - self.wall0)
 
 
 def _measure(fns: dict[str, Callable[[], Any]], min_time: float, min_reps: int = 10) -> dict[str, dict[str, float]]:
@@ -266,8 +236,7 @@ def ort_session(case: Case, threads: int) -> Callable[[], Any]:
 def worker(threads: int, min_time: float, quick: bool, max_load: float, retries: int) -> dict[str, Any]:
     import numpy as np
 
-    busy0, wall0 = _proc_busy()
-    cpu0 = _own_cpu()
+    whole = LoadWindow().__enter__()
     rows = []
     for case in cases(quick):
         t0 = time.perf_counter()
@@ -294,8 +263,8 @@ def worker(threads: int, min_time: float, quick: bool, max_load: float, retries:
              "rel_err_ort": err_ort, "load": best[1], "attempts": attempts, **best[0]}
         )  # fmt: skip
         print(f"  {threads} thread(s): {case.name} done", file=sys.stderr)
-    busy1, wall1 = _proc_busy()
-    other = max(0.0, (busy1 - busy0) - (_own_cpu() - cpu0)) / max(1e-9, wall1 - wall0)
+    whole.__exit__()
+    other = whole.other
     return {"threads": threads, "rows": rows, "other_load_cpus": other, "ncpu": os.cpu_count(),
             "loadavg": list(os.getloadavg())}  # fmt: skip
 
@@ -417,24 +386,9 @@ def main() -> int:
     if args.worker is not None:
         print(json.dumps(worker(args.worker, args.min_time, args.quick, args.max_load, args.retries)))
         return 0
-    results = []
-    for t in [int(x) for x in args.threads.split(",")]:
-        with tempfile.TemporaryDirectory(prefix="pliant-bench-") as cache:
-            env = dict(
-                os.environ,
-                OMP_NUM_THREADS=str(t),
-                OPENBLAS_NUM_THREADS=str(t),
-                MKL_NUM_THREADS=str(t),
-                OMP_WAIT_POLICY="PASSIVE",
-                PLIANT_CACHE_DIR=cache,
-                PYTHONPATH=str(ROOT),
-            )
-            cmd = [sys.executable, __file__, "--worker", str(t), "--min-time", str(args.min_time)]
-            cmd += ["--max-load", str(args.max_load), "--retries", str(args.retries)]
-            if args.quick:
-                cmd.append("--quick")
-            out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    extra = ["--min-time", str(args.min_time), "--max-load", str(args.max_load), "--retries", str(args.retries)]
+    extra += ["--quick"] if args.quick else []
+    results = run_thread_workers(__file__, [int(x) for x in args.threads.split(",")], extra, pythonpath=str(ROOT))
     text = report(results, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

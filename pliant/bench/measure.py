@@ -203,3 +203,55 @@ def other_load(before: CpuSample, after: CpuSample) -> dict[str, float]:
     wall = max(after.wall - before.wall, 1e-9)
     others = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s))
     return {"other_cores": others / wall, "steal_cores": max(0.0, after.steal_s - before.steal_s) / wall, "wall_s": wall}
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and the children it reaped (a compiler it ran counts as its own)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class LoadWindow:
+    """CPUs kept busy by other processes between ``__enter__`` and ``__exit__`` (``other``, in cores).
+
+    >>> with LoadWindow() as w:
+    ...     pass
+    >>> w.other >= 0
+    True
+    """
+
+    def __enter__(self) -> LoadWindow:
+        self._before = cpu_sample()
+        self._own = own_cpu_s()
+        self.other = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = cpu_sample()
+        wall = max(after.wall - self._before.wall, 1e-9)
+        self.other = max(0.0, (after.busy_s - self._before.busy_s) - (own_cpu_s() - self._own)) / wall
+
+
+def run_thread_workers(script: str, threads: list[int], args: list[str], *, cache_prefix: str = "pliant-bench-",
+                       pythonpath: str | None = None) -> list[Any]:
+    """Run ``script --worker T ARGS`` once per thread count T in a fresh process and return each one's JSON.
+
+    Each worker gets its threads fixed (OpenMP, OpenBLAS, MKL), passive OpenMP
+    waits and an empty kernel cache of its own; its last line of output is JSON.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    results = []
+    for t in threads:
+        with tempfile.TemporaryDirectory(prefix=cache_prefix) as cache:
+            env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
+                       OMP_WAIT_POLICY="PASSIVE", PLIANT_CACHE_DIR=cache)
+            if pythonpath is not None:
+                env["PYTHONPATH"] = pythonpath
+            out = subprocess.run([sys.executable, script, "--worker", str(t), *args], env=env,
+                                 stdout=subprocess.PIPE, text=True, check=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return results
