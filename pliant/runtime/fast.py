@@ -443,7 +443,12 @@ def fused_kernel(op: Op, *, specialize: bool = False) -> Kernel | None:
         except (tc.CompileError, tc.CompilerNotFoundError) as e:
             broken.append(e)
             raise _Fallback(str(e)) from None
-        return np.expand_dims(y, ones) if ones else y  # type: ignore[no-any-return]
+        if not ones:
+            return y  # type: ignore[no-any-return]
+        shape = list(y.shape)
+        for q in ones:
+            shape.insert(q, 1)
+        return y.reshape(shape)  # type: ignore[no-any-return]
 
     run.fallible = True  # type: ignore[attr-defined]
     run.native = True  # type: ignore[attr-defined]
