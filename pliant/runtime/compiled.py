@@ -48,8 +48,9 @@ def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | No
             verify: bool = False, specialize: bool = True) -> CompiledModel:
     """Compile ``model`` (a Module, or an ONNX path/bytes/ModelProto) for execution.
 
-    ``threads`` caps the threads of BLAS and of the generated kernels (default:
-    their own defaults); ``verify`` runs the IR verifier after every pass.
+    ``threads`` sets the threads of BLAS and of the generated kernels for the
+    whole process (through threadpoolctl; default: leave them as they are);
+    ``verify`` runs the IR verifier after every pass.
     With ``specialize``, an input signature seen ``SPECIALIZE_AFTER`` times gets
     a version compiled for its exact shapes (in the background; the generic
     version serves meanwhile), at most ``MAX_VERSIONS`` of them.
@@ -250,6 +251,11 @@ def _peak_expression(module: Module) -> Dim:
 
 
 def _limit_threads(threads: int) -> None:
-    # NOTE: BLAS reads these when it starts; threadpoolctl would be the well-kept way to change them later
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(threads))
+    """Set the process's thread pools to ``threads``: BLAS and OpenMP runtimes already loaded (threadpoolctl),
+    and, through the environment, the OpenMP runtime the generated kernels load later."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads)

@@ -308,3 +308,17 @@ def test_in_place_reuse_only_where_nothing_else_sees_the_buffer() -> None:
     assert exe.report()["kernels"].get("in_place", 0) >= 2
     x = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
     np.testing.assert_allclose(exe.run({"x": x})["y"], pliant.interpret(pliant.load(model), {"x": x})["y"], rtol=1e-6)
+
+
+def test_threads_sets_the_blas_pool() -> None:
+    """In a fresh process: compile(threads=1) leaves NumPy's BLAS with one thread."""
+    import subprocess
+    import sys
+
+    code = ("import pliant; from threadpoolctl import threadpool_info;"
+            "pliant.compile('tests/data/shapes/encoder.onnx', threads=1);"
+            "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.strip() == "[1]"
