@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pliant.bench.measure import LoadWindow, run_thread_workers
+from pliant.bench.measure import LoadWindow, measure_quietly, run_thread_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "kernels.md"
@@ -41,18 +41,7 @@ def _measure_quiet(
 ) -> tuple[dict[str, dict[str, float]], float, int]:
     """``_measure`` repeated (up to ``retries`` more times) while other processes load the machine by more than
     ``max_load`` CPUs; the attempt with the least load is kept.  Returns it, its load and the attempts made."""
-    best: tuple[dict[str, dict[str, float]], float] | None = None
-    attempts = 0
-    while attempts <= retries:
-        attempts += 1
-        with LoadWindow() as w:
-            res = _measure(fns, min_time)
-        if best is None or w.other < best[1]:
-            best = (res, w.other)
-        if w.other <= max_load:
-            break
-    assert best is not None
-    return best[0], best[1], attempts
+    return measure_quietly(lambda: _measure(fns, min_time), max_load, retries)  # type: ignore[no-any-return]
 
 
 def _measure(fns: dict[str, Any], min_time: float, min_reps: int = 20) -> dict[str, dict[str, float]]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pliant.bench.measure import LoadWindow, run_thread_workers
+from pliant.bench.measure import LoadWindow, measure_quietly, run_thread_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "native.md"
@@ -247,20 +247,10 @@ def worker(threads: int, min_time: float, quick: bool, max_load: float, retries:
         err_ref = float(np.max(np.abs(got - want)) / max(1e-30, float(np.max(np.abs(want)))))
         err_ort = float(np.max(np.abs(got - ort_fn())) / max(1e-30, float(np.max(np.abs(want)))))
         fns = {"native": case.native, "reference": case.reference, "onnxruntime": ort_fn}
-        best: tuple[dict[str, dict[str, float]], float] | None = None
-        attempts = 0
-        while attempts <= retries:
-            attempts += 1
-            with LoadWindow() as w:
-                res = _measure(fns, min_time)
-            if best is None or w.other < best[1]:
-                best = (res, w.other)
-            if w.other <= max_load:
-                break
-        assert best is not None
+        res, load, attempts = measure_quietly(lambda: _measure(fns, min_time), max_load, retries)
         rows.append(
             {"case": case.name, "model": case.model, "first_call_s": first, "rel_err_ref": err_ref,
-             "rel_err_ort": err_ort, "load": best[1], "attempts": attempts, **best[0]}
+             "rel_err_ort": err_ort, "load": load, "attempts": attempts, **res}
         )  # fmt: skip
         print(f"  {threads} thread(s): {case.name} done", file=sys.stderr)
     whole.__exit__()

@@ -42,11 +42,13 @@ from pliant.ir.dims import (
     Sym,
     canonical,
     d_add,
+    d_max,
     d_min,
     d_mul,
     d_sub,
     dim_symbols,
     dims_equal,
+    is_integer_polynomial,
     provably_le,
     substitute,
     sym_dim,
@@ -55,7 +57,7 @@ from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, OptionalType, SequenceType, TensorType, TupleType, Type, UnknownType
 from pliant.ops import registry
 from pliant.ops.control import join_types
-from pliant.ops.symvalue import MAX_ELEMENTS, from_constant, static_shape
+from pliant.ops.symvalue import MAX_ELEMENTS, array, from_constant, static_shape
 from pliant.ops.typing import attrs_with_defaults, constant_value
 
 MAX_ROUNDS = 8
@@ -476,7 +478,7 @@ class _Engine:
             vid = self.vid.get(r, 0)
             joined = self._join(a, b, lambda j, x, y: self.fresh(
                 f"if{vid}_{j}", "join", f"{op.where} result {r.index} (branches give {x} and {y})",
-                upper=_bound_max(x, y), lower=_bound_min(x, y)))
+                upper=d_max(x, y), lower=d_min(x, y)))
             val = None
             if va is not None and vb is not None and va.shape == vb.shape and all(
                     dims_equal(x, y) for x, y in zip(va.reshape(-1), vb.reshape(-1))):
@@ -531,8 +533,6 @@ class _Engine:
                 if 2 + k < len(body.args):
                     (self.empty.add if k in from_empty else self.empty.discard)(body.args[2 + k])
             arg_t: list[Type] = [TensorType(DType.INT64, ()), TensorType(DType.BOOL, ()), *in_t]
-            from pliant.ops.symvalue import array
-
             arg_v: list[np.ndarray | None] = [array([i_sym], ()), array([1], ()) if cond_true else None, *in_v]
             outs = self._block(body, arg_t, arg_v)
             changed = False
@@ -832,9 +832,7 @@ class _Engine:
             if not (provably_le(1, sym_dim(c)) or provably_le(sym_dim(c), -1)):
                 continue
             sol = sym_dim(sympy.cancel(-(diff - c * s) / c))
-            if isinstance(sol, Sym) and not sol.expr.is_polynomial():
-                continue
-            if isinstance(sol, Sym) and any(not _int_coeffs(sol.expr) for _ in [0]):
+            if isinstance(sol, Sym) and not is_integer_polynomial(sol.expr):
                 continue
             if info.kind == "input" and not (isinstance(sol, Sym) and sol.is_symbol and str(sol) in self.input_names):
                 continue  # NOTE: an input symbol is only renamed to another input symbol, never rewritten
@@ -875,8 +873,6 @@ class _Engine:
             v.type = ANY if isinstance(t, Unreached) else _map_dims(t, clean)
         for v, val in self.vals.items():
             res.values[v] = np.vectorize(clean, otypes=[object])(val) if val.size else val
-        for fn in self.module.functions.values():
-            _ = fn  # NOTE: function signatures are the blocks' args, already written above
 
 
 def _never_zero(e: sympy.Expr) -> bool:
@@ -892,31 +888,6 @@ def _is_number(e: Dim) -> bool:
 def _known(d: Dim) -> int | Sym:
     assert d is not None
     return d
-
-
-def _int_coeffs(e: sympy.Expr) -> bool:
-    if not e.free_symbols:
-        return bool(e.is_Integer)
-    try:
-        return all(c.is_Integer for c in sympy.Poly(e, *sorted(e.free_symbols, key=str)).coeffs())
-    except sympy.PolynomialError:
-        return False
-
-
-def _bound_max(x: Dim, y: Dim) -> Dim:
-    if x is None or y is None:
-        return None
-    from pliant.ir.dims import d_max
-
-    return d_max(x, y)
-
-
-def _bound_min(x: Dim, y: Dim) -> Dim:
-    if x is None or y is None:
-        return None
-    from pliant.ir.dims import d_min
-
-    return d_min(x, y)
 
 
 def _type_symbols(t: Type) -> set[str]:

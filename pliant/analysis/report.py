@@ -14,7 +14,6 @@ arguments, "argument" for region arguments).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -69,10 +68,6 @@ def classify_dim(d: Dim, input_symbols: set[str]) -> str:
     return "symbolic" if d.symbols <= input_symbols else "data"
 
 
-def _ops(module: Module) -> Iterable[Op]:
-    return module.walk()
-
-
 def analysis_json(module: Module, analysis: ShapeAnalysis) -> dict[str, Any]:
     """The JSON document described in the module docstring."""
     inputs = set(analysis.input_symbols)
@@ -88,7 +83,7 @@ def analysis_json(module: Module, analysis: ShapeAnalysis) -> dict[str, Any]:
         if v.name and v.name not in values:
             values[v.name] = {"shape": shape_json(t), "dtype": dtype_json(t), "class": value_class(v)}
     classes: Counter[str] = Counter()
-    for op in _ops(module):
+    for op in module.walk():
         od = registry.lookup(op.name, op.domain)
         classes[od.dynamism.value if od is not None else "?"] += 1
     total = sum(n for k, n in shares.items() if k != "unknown rank") or 1

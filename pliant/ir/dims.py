@@ -190,7 +190,7 @@ def d_floordiv(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return a // b
     q = sympy.cancel(_e(a) / _e(b))
-    if _is_integer_polynomial(q):
+    if is_integer_polynomial(q):
         return sym_dim(q)
     return sym_dim(sympy.floor(q))
 
@@ -202,7 +202,7 @@ def d_ceildiv(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return -(-a // b)
     q = sympy.cancel(_e(a) / _e(b))
-    if _is_integer_polynomial(q):
+    if is_integer_polynomial(q):
         return sym_dim(q)
     return sym_dim(sympy.ceiling(q))
 
@@ -213,7 +213,7 @@ def d_mod(a: Dim, b: Dim) -> Dim:
         return None
     if isinstance(a, int) and isinstance(b, int):
         return a % b
-    if _is_integer_polynomial(sympy.cancel(_e(a) / _e(b))):
+    if is_integer_polynomial(sympy.cancel(_e(a) / _e(b))):
         return 0
     return sym_dim(sympy.Mod(_e(a), _e(b)))
 
@@ -244,7 +244,8 @@ def d_min(a: Dim, b: Dim) -> Dim:
     return sym_dim(sympy.Min(_e(a), _e(b)))
 
 
-def _is_integer_polynomial(e: sympy.Expr) -> bool:
+def is_integer_polynomial(e: sympy.Expr) -> bool:
+    """Whether ``e`` is a polynomial in its symbols with integer coefficients (an exact integer quotient)."""
     if not e.is_polynomial():
         return False
     try:

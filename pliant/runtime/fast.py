@@ -407,7 +407,7 @@ def _guarded(fn: Kernel, native: bool = True) -> Kernel:
 
 
 FALLBACK = _Fallback
-__all__ = ["FALLBACK", "fast_kernel", "math"]
+__all__ = ["FALLBACK", "fast_kernel", "fused_kernel"]
 
 
 def fused_kernel(op: Op, *, specialize: bool = False) -> Kernel | None:

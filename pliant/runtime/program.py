@@ -29,6 +29,7 @@ from pliant.ir.core import Block, Function, Module, Op, Value
 from pliant.ir.dims import dims_equal
 from pliant.ir.types import TensorType
 from pliant.ops import registry
+from pliant.ops.control import _empty_stack
 from pliant.ops.typing import attrs_with_defaults
 from pliant.runtime.fast import FALLBACK, fast_kernel, fused_kernel
 
@@ -214,8 +215,6 @@ class FunctionProgram:
                 for acc, x in zip(scans, res[1 + n_carried:]):
                     acc.append(x)
                 i += 1
-            from pliant.ops.control import _empty_stack
-
             _store(regs, outs, list(state) + [np.stack(acc) if acc else _empty_stack(t)
                                               for acc, t in zip(scans, scan_types)], release)
 
