@@ -42,6 +42,7 @@ from pliant import tc
 from pliant.errors import OpRuntimeError
 from pliant.kernels.lower import PARALLEL_MIN_WORK
 from pliant.ops.conv import pad_spatial, window_geometry, windows
+from pliant.runtime import blas_conv
 
 __all__ = [
     "NativeUnsupportedError",
@@ -479,7 +480,14 @@ def conv(
         wk = w.reshape(group, m // group, *win.kernel)
         y = _kernel("conv_depthwise")(xk, wk, o, s, p).reshape(n, m, *win.outs)
     else:
-        y = _conv_gemm(x, w, win, group)
+        try:
+            # one native call: patches, BLAS product and the bias (see blas_conv)
+            y = blas_conv.conv2d(x, w, b, None, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
+                                 dilations=(win.dilations[0], win.dilations[1]),
+                                 pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group)
+            return y.reshape(n, m, *outs)
+        except blas_conv.BlasUnavailableError:
+            y = _conv_gemm(x, w, win, group)
     if b is not None:
         y += b.reshape(1, m, 1, 1)
     return y.reshape(n, m, *outs)

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from pliant.kernels.errors import CompilerNotFoundError
 from pliant.ops import conv as conv_ops
 from pliant.ops import elementwise, norm, pool, reduce
-from pliant.runtime import native
+from pliant.runtime import blas_conv, native
 from tests.helpers import make_model, run_onnxruntime
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -145,8 +145,21 @@ CONVS = [
 ]
 
 
+@pytest.fixture(params=["blas", "numpy"])
+def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both GEMM paths: sgemm called from C in blocks of a few rows, and np.matmul where no CBLAS is found."""
+    if request.param == "numpy":
+        def unavailable() -> tuple[int, bool]:
+            raise blas_conv.BlasUnavailableError("disabled by the test")
+
+        monkeypatch.setattr(blas_conv, "sgemm", unavailable)
+    else:
+        monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 64)  # NOTE: blocks of one or two rows: every boundary
+    return str(request.param)
+
+
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: f"N{c[0]}C{c[1]}M{c[3]}k{c[4]}s{c[5]}p{c[6]}d{c[7]}g{c[8]}")
-def test_conv_matches_the_reference(case: tuple[Any, ...]) -> None:
+def test_conv_matches_the_reference(case: tuple[Any, ...], conv_path: str) -> None:
     n, c, spatial, m, k, s, p, d, g = case
     rng = np.random.default_rng(5)
     x, w, b = f32(rng, n, c, *spatial), f32(rng, m, c // g, *k), f32(rng, m)
@@ -168,6 +181,30 @@ def test_conv_matches_onnxruntime() -> None:
     )
     (want,) = run_onnxruntime(model, {"x": x, "w": w, "b": b})
     close(native.conv(x, w, b, strides, pads, dilations, 2), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["", "Relu", "Clip", "LeakyRelu"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_conv_epilogue_matches_numpy(activation: str, residual: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 200)
+    rng = np.random.default_rng(8)
+    x, w, b = f32(rng, 2, 6, 9, 11), f32(rng, 8, 3, 3, 2), f32(rng, 8)
+    ctx = Ctx(strides=[2, 1], pads=[1, 0, 2, 1], dilations=[1, 2], group=2)
+    conv = conv_ops.conv(ctx, x, w, b)
+    z = f32(rng, *conv.shape) if residual else None
+    v = conv + z if z is not None else conv
+    want = {"": v, "Relu": np.maximum(v, 0), "Clip": np.clip(v, -0.5, 0.25),
+            "LeakyRelu": np.where(v < 0, np.float32(0.1) * v, v)}[activation]
+    got = blas_conv.conv2d(x, w, b, z, outs=(conv.shape[2], conv.shape[3]), strides=(2, 1), dilations=(1, 2),
+                           pads_begin=(1, 0), group=2, activation=activation, params=(-0.5, 0.25, 0.1))
+    close(got, want, atol=1e-5)
+
+
+def test_conv_residual_of_another_shape_is_refused() -> None:
+    x, w = np.ones((1, 2, 4, 4), np.float32), np.ones((3, 2, 1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"residual input has shape \(1, 3, 4, 3\), expected \(1, 3, 4, 4\)"):
+        blas_conv.conv2d(x, w, None, np.ones((1, 3, 4, 3), np.float32), outs=(4, 4), strides=(1, 1),
+                         dilations=(1, 1), pads_begin=(0, 0), group=1)
 
 
 # --- pooling -----------------------------------------------------------------------------------
