@@ -52,3 +52,25 @@ def _verify(op: Op) -> list[str]:
           family="control")
 def fused(ctx: KernelContext, *inputs: Any) -> Any:
     return ctx.run_region("body", [])[0]
+
+
+# --- FusedConv ---------------------------------------------------------------------------------
+
+FUSED_CONV_SCHEMA = Schema(
+    "FusedConv", "pliant", 1,
+    (ParamSpec("X"), ParamSpec("W"), ParamSpec("B", optional=True), ParamSpec("Z", optional=True)),
+    (ParamSpec("Y"),),
+    {"strides": None, "pads": None, "dilations": None, "group": 1, "activation": "", "activation_params": None},
+    frozenset({"pads"}),
+)
+"""A convolution with its epilogue, ``Y = activation(Conv(X, W, B) + Z)``, made by
+``pliant.transforms.fuse_conv``.  As for ``Fused``, the region ``body`` holds
+the original ops (it defines the op and runs where the native kernel cannot);
+the attributes are the convolution's (explicit ``pads``), the activation's op
+name ("" for none) and its parameters (Clip's min and max, LeakyRelu's alpha)."""
+
+
+@register("FusedConv", Dynamism.ISDOS, domain="pliant", infer=_infer, schema=FUSED_CONV_SCHEMA, verify=_verify,
+          family="control")
+def fused_conv(ctx: KernelContext, *inputs: Any) -> Any:
+    return ctx.run_region("body", [])[0]

@@ -5,6 +5,7 @@ The pipeline (each pass verified after it when ``verify=True``)::
     load -> RDP (symbolic shapes and values)
          -> shape-chains   (integer chains RDP resolved become ShapeExpr/Constant)
          -> fold-constants -> cse -> dce
+         -> fuse-conv      (Conv + residual Add + activation become one FusedConv)
          -> fuse-elementwise (float32 elementwise groups become one generated kernel each)
          -> schedule       (an op order that lowers the peak of live memory)
          -> host program   (fast / native / reference kernel per op, early frees)
@@ -33,6 +34,7 @@ from pliant.runtime.program import FunctionProgram
 from pliant.transforms.cse import cse
 from pliant.transforms.dce import dce
 from pliant.transforms.fold_constants import fold_constants
+from pliant.transforms.fuse_conv import fuse_conv
 from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.manager import PassStat, run_passes
 from pliant.transforms.schedule import schedule
@@ -206,7 +208,8 @@ class CompiledModel:
 
 def _pipeline(module: Module, verify: bool) -> tuple[ShapeAnalysis, list[PassStat]]:
     analysis = analyze(module)
-    passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_elementwise, schedule],
+    passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_conv, fuse_elementwise,
+                                 schedule],
                         verify=verify)
     return analysis, passes
 

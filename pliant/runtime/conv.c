@@ -101,7 +101,7 @@ static void epilogue(float *restrict y, const float *restrict z, int64_t n, floa
     }
     switch (act) {
     case 1:
-        for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v > 0.0f ? v : 0.0f; }
+        for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v < 0.0f ? 0.0f : v; /* NaN stays NaN, as np.maximum */ }
         break;
     case 2:
         for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; v = v < lo ? lo : v; y[i] = v > hi ? hi : v; }

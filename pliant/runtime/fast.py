@@ -375,14 +375,30 @@ def _native(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
 
 
 def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
-    def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Conv, or FusedConv with its epilogue (a residual ``z`` and the attributes' activation)."""
+    activation = str(attrs.get("activation") or "")
+    lo, hi, alpha = (list(attrs.get("activation_params") or []) + [0.0, 0.0, 0.0])[:3]
+    params = (float(lo), float(hi), float(alpha))
+
+    def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
         nsp = x.ndim - 2
         strides = list(attrs.get("strides") or [1] * nsp)
         dil = list(attrs.get("dilations") or [1] * nsp)
         pads = list(attrs.get("pads") or [0] * (2 * nsp))
-        return native.conv(x, w, b, strides, pads, dil, int(attrs.get("group", 1)))  # type: ignore[no-any-return]
+        return native.conv(x, w, b, strides, pads, dil, int(attrs.get("group", 1)),  # type: ignore[no-any-return]
+                           z, activation, params)
 
     return conv
+
+
+def fused_conv_kernel(op: Op, attrs: dict[str, Any]) -> Kernel | None:
+    """The native kernel of a ``pliant.FusedConv`` (see ``pliant.transforms.fuse_conv``); raises ``FALLBACK``
+    where it declines, and the op's region runs instead."""
+    try:
+        native = importlib.import_module("pliant.runtime.native")
+    except ImportError:
+        return None
+    return _guarded(_conv(native, attrs))
 
 
 class _Fallback(Exception):
@@ -407,7 +423,7 @@ def _guarded(fn: Kernel, native: bool = True) -> Kernel:
 
 
 FALLBACK = _Fallback
-__all__ = ["FALLBACK", "fast_kernel", "fused_kernel"]
+__all__ = ["FALLBACK", "fast_kernel", "fused_conv_kernel", "fused_kernel"]
 
 
 def fused_kernel(op: Op, *, specialize: bool = False) -> Kernel | None:

@@ -430,14 +430,26 @@ def conv(
     pads: Sequence[int] | None = None,
     dilations: Sequence[int] | None = None,
     group: int = 1,
+    z: np.ndarray | None = None,
+    activation: str = "",
+    params: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> np.ndarray:
     """ONNX Conv, NCW or NCHW, with explicit ``pads`` (begin..., end...; ``auto_pad`` resolved by the caller).
 
     Depthwise (one input channel per group, any channel multiplier) runs a direct
     kernel; otherwise the patches are gathered (im2col; not needed for an unpadded
     stride-1 1x1 convolution) and multiplied by the weights with BLAS.
+
+    With an epilogue (``pliant.FusedConv``): ``activation(conv + z)``, ``z`` a
+    tensor of the result's shape (a residual), ``activation`` one of
+    ``blas_conv.ACTIVATIONS`` with ``params`` = (Clip's min, Clip's max,
+    LeakyRelu's alpha); applied to each block of the result in cache where the
+    product runs in C.
     """
     fn = "conv"
+    if activation not in blas_conv.ACTIVATIONS:
+        raise NativeUnsupportedError(f"conv: no epilogue activation {activation!r}; "
+                                     f"expected one of {sorted(blas_conv.ACTIVATIONS)}")
     x, w = _f32(x, "x", fn), _f32(w, "w", fn)
     if x.ndim not in (3, 4) or w.ndim != x.ndim:
         raise NativeUnsupportedError(
@@ -468,8 +480,13 @@ def conv(
             )
         outs.append(span // st[i] + 1)
     win = _Window(kernel, st, dil, pp[:nsp], pp[nsp:], outs)
+    if z is not None:
+        z = _f32(z, "z", fn)
+        if z.shape != (n, m, *outs):
+            raise NativeUnsupportedError(f"conv: the residual input has shape {z.shape}, expected {(n, m, *outs)}")
     if nsp == 1:
         x, w, win = x.reshape(n, c, 1, -1), w.reshape(m, cg, 1, -1), win.lifted()
+        z = z.reshape(n, m, 1, -1) if z is not None else None
     if n * m * math.prod(outs) == 0:
         return np.empty((n, m, *outs), np.float32)
     if cg == 0:
@@ -482,15 +499,29 @@ def conv(
     else:
         try:
             # one native call: patches, BLAS product and the bias (see blas_conv)
-            y = blas_conv.conv2d(x, w, b, None, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
+            y = blas_conv.conv2d(x, w, b, z, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
                                  dilations=(win.dilations[0], win.dilations[1]),
-                                 pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group)
+                                 pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
+                                 activation=activation, params=params)
             return y.reshape(n, m, *outs)
         except blas_conv.BlasUnavailableError:
             y = _conv_gemm(x, w, win, group)
     if b is not None:
         y += b.reshape(1, m, 1, 1)
+    if z is not None:
+        y += z
+    _activate(y, activation, params)
     return y.reshape(n, m, *outs)
+
+
+def _activate(y: np.ndarray, activation: str, params: tuple[float, float, float]) -> None:
+    """An epilogue's activation, in place, as ``conv.c`` applies it."""
+    if activation == "Relu":
+        np.maximum(y, np.float32(0), out=y)
+    elif activation == "Clip":
+        np.clip(y, np.float32(params[0]), np.float32(params[1]), out=y)
+    elif activation == "LeakyRelu":
+        np.multiply(y, np.where(y < 0, np.float32(params[2]), np.float32(1)), out=y)
 
 
 def _conv_gemm(x: np.ndarray, w: np.ndarray, win: _Window, group: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from pliant.ir.types import TensorType
 from pliant.ops import registry
 from pliant.ops.control import _empty_stack
 from pliant.ops.typing import attrs_with_defaults
-from pliant.runtime.fast import FALLBACK, fast_kernel, fused_kernel
+from pliant.runtime.fast import FALLBACK, fast_kernel, fused_conv_kernel, fused_kernel
 
 Regs = list[Any]
 Step = Callable[[Regs], None]
@@ -138,6 +138,15 @@ class FunctionProgram:
         attrs = attrs_with_defaults(opdef, op.attrs, opset)
         if op.domain == "pliant" and op.name == "Fused":
             return self._fused(op, opdef, attrs, opset, ins, outs, release)
+        if op.domain == "pliant" and op.name == "FusedConv":
+            self._block(op.regions["body"].block)
+            by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
+            conv = fused_conv_kernel(op, attrs)
+            if conv is None:
+                self.stats["reference"] += 1
+                return by_region
+            self.stats["native"] += 1
+            return _or_region(_make_step(conv, ins, outs, release), by_region)
         if op.regions:
             self.stats["control"] += 1
             for region in op.regions.values():
@@ -172,15 +181,7 @@ class FunctionProgram:
             self.stats["reference"] += 1
             return by_region
         self.stats["fused"] = self.stats.get("fused", 0) + 1
-        generated = _make_step(kernel, ins, outs, release)
-
-        def step(regs: Regs) -> None:
-            try:
-                generated(regs)
-            except FALLBACK:
-                by_region(regs)
-
-        return step
+        return _or_region(_make_step(kernel, ins, outs, release), by_region)
 
     def _if(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         then_p = self._block(op.regions["then_branch"].block)
@@ -266,7 +267,7 @@ class _RegionRunner:
 
 # NOTE: ops whose kernels always return a new array (ufuncs, BLAS, native and generated kernels): a result of
 # one of them that nothing else refers to may be overwritten by its only reader.
-_FRESH = {"Conv", "MatMul", "Gemm", "Fused", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Exp",
+_FRESH = {"Conv", "FusedConv", "MatMul", "Gemm", "Fused", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Exp",
           "Softmax", "LayerNormalization", "GlobalAveragePool", "MaxPool", "AveragePool", "Neg", "Sqrt"}
 def _unary_in_place(f: Callable[..., Any]) -> Callable[[int], Callable[..., Any]]:
     def make(i: int) -> Callable[..., Any]:
@@ -354,6 +355,18 @@ def _bind(kernel: Callable[..., Any], ctx: registry.KernelContext) -> Callable[.
         return np.asarray(res) if isinstance(res, np.generic) else res
 
     return run
+
+
+def _or_region(native: Step, by_region: Step) -> Step:
+    """``native``, or the op's region where the native kernel declines these inputs."""
+
+    def step(regs: Regs) -> None:
+        try:
+            native(regs)
+        except FALLBACK:
+            by_region(regs)
+
+    return step
 
 
 def _or_reference(fast: Callable[..., Any], ref: Callable[..., Any]) -> Callable[..., Any]:
