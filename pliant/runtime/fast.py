@@ -12,6 +12,7 @@ unnecessary (attribute parsing, dtype dispatch, float64 detours).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import math
 from collections.abc import Callable
@@ -230,13 +231,22 @@ def _nms(center: bool) -> Kernel:
         out: list[np.ndarray] = []
         if limit <= 0 or boxes.shape[1] == 0:
             return np.zeros((0, 3), dtype=np.int64)
+        greedy = _nms_native() if boxes.dtype == np.float32 and not np.isnan(boxes).any() else None
         for b in range(boxes.shape[0]):
             y1, x1, y2, x2 = _corners(boxes[b], center)
             area = (y2 - y1) * (x2 - x1)
+            corners = [np.ascontiguousarray(a) for a in (y1, x1, y2, x2, area)]
             for c in range(scores.shape[1]):
                 s = scores[b, c]
                 cand = np.arange(s.shape[0]) if score_t is None else np.flatnonzero(s > score_t)
                 cand = cand[np.argsort(-s[cand], kind="stable")]
+                if greedy is not None and cand.shape[0]:
+                    chosen_c = greedy(corners, iou_t, cand, limit)
+                    if chosen_c.shape[0]:
+                        sel = np.empty((chosen_c.shape[0], 3), dtype=np.int64)
+                        sel[:, 0], sel[:, 1], sel[:, 2] = b, c, chosen_c
+                        out.append(sel)
+                    continue
                 alive = np.ones(cand.shape[0], dtype=bool)
                 chosen: list[int] = []
                 for k in range(cand.shape[0]):
@@ -260,6 +270,30 @@ def _nms(center: bool) -> Kernel:
         return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
 
     return _guarded(nms, native=False)
+
+
+def _nms_native() -> Callable[[list[np.ndarray], Any, np.ndarray, int], np.ndarray] | None:
+    """NMS's greedy pass in C (``nms.c``: the reference's float32 decisions), or None without a C compiler."""
+    from pliant.kernels.compiled import data_pointers
+    from pliant.kernels.errors import TCError
+    from pliant.runtime import csource
+
+    try:
+        fn = csource.load("nms")
+    except (TCError, OSError):
+        return None
+
+    def greedy(corners: list[np.ndarray], iou_t: Any, cand: np.ndarray, limit: int) -> np.ndarray:
+        n = cand.shape[0]
+        cand = np.ascontiguousarray(cand, dtype=np.int64)
+        chosen = np.empty(n, np.int64)
+        alive = np.empty(n, np.uint8)
+        t = np.array([iou_t], np.float32)
+        ptrs = data_pointers([*corners, t, cand, chosen, alive])
+        count = fn((ctypes.c_void_p * 9)(*ptrs), (ctypes.c_int64 * 2)(n, min(limit, n)))
+        return chosen[:count]
+
+    return greedy
 
 
 def _gemm(attrs: dict[str, Any]) -> Kernel:
