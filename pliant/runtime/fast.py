@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from pliant.errors import OpRuntimeError
 from pliant.ir.core import Op
 from pliant.ir.types import TensorType
 from pliant.ops.typing import constant_value
@@ -155,6 +156,8 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         return lambda x, lo=None, hi=None: np.clip(x, lo, hi) if lo is not None or hi is not None else x
     if name == "NonMaxSuppression" and _dtype(op, 0) in _FLOATS:
         return _nms(bool(int(attrs.get("center_point_box", 0))))
+    if name == "Resize" and opset >= 11 and _dtype(op, 0) == np.dtype(np.float32):
+        return _resize(op, attrs, opset)
     if name in ("Softmax", "LogSoftmax", "LayerNormalization", "Erf", "Gelu", "Conv", "MaxPool",
                 "AveragePool", "GlobalAveragePool"):
         return _native(op, attrs, opset)
@@ -294,6 +297,64 @@ def _nms_native() -> Callable[[list[np.ndarray], Any, np.ndarray, int], np.ndarr
         return chosen[:count]
 
     return greedy
+
+
+_RESIZE_TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+def _resize(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
+    """Linear Resize of the last two axes of a float32 tensor in C (``resize.c``), taps computed here.
+
+    Other modes, antialiasing, excluded outside taps, cropping and resizes of
+    other axes take the reference kernel.  Two taps per axis as the reference's
+    weights have them (an exact hit takes the left window; clamped at the
+    edges), in float32 where the reference accumulates in float64.
+    """
+    from pliant.ops import resize as ref
+    from pliant.ops.registry import KernelContext
+    from pliant.runtime import csource
+
+    transform = str(attrs.get("coordinate_transformation_mode", "half_pixel"))
+    if str(attrs.get("mode", "nearest")) != "linear" or transform not in _RESIZE_TRANSFORMS \
+            or int(attrs.get("antialias", 0) or 0) or int(attrs.get("exclude_outside", 0) or 0):
+        return None
+    ctx = KernelContext(op, attrs, opset, None)
+    taps_cache: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray]] = {}
+
+    def taps(n_in: int, n_out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        key = (n_in, n_out, scale)
+        hit = taps_cache.get(key)
+        if hit is None:
+            xc = ref._coords(transform, n_out, n_in, scale, (0.0, 1.0))
+            base = np.floor(xc)
+            base = np.where(base == xc, base - 1, base)
+            j = base[:, None] + np.array([0.0, 1.0])
+            w = np.clip(1 - np.abs(j - xc[:, None]), 0.0, 1.0)
+            hit = (np.clip(j, 0, n_in - 1).astype(np.int64).reshape(-1), w.astype(np.float32).reshape(-1))
+            if len(taps_cache) < 64:
+                taps_cache[key] = hit
+        return hit
+
+    def run(x: np.ndarray, *args: Any) -> np.ndarray:
+        from pliant.kernels.compiled import data_pointers
+
+        _, scales, sizes = ref._resize_inputs(ctx, args)
+        if x.ndim < 2 or (scales is not None and sizes is not None) or (scales is None and sizes is None):
+            raise _Fallback("the reference kernel handles (or reports) this")
+        out, sc = ref._plan(ctx, list(x.shape), scales, sizes, OpRuntimeError)
+        r = x.ndim
+        if any(out[a] != x.shape[a] or sc[a] != 1.0 for a in range(r - 2)) or 0 in out or 0 in x.shape:
+            raise _Fallback("a resize of a leading axis, or an empty tensor")
+        x = np.ascontiguousarray(x)
+        rh, wh = taps(x.shape[-2], out[-2], sc[-2])
+        rw, ww = taps(x.shape[-1], out[-1], sc[-1])
+        y = np.empty(out, np.float32)
+        fn = csource.load("resize")
+        ptrs = data_pointers([x, y, rh, wh, rw, ww])
+        fn((ctypes.c_void_p * 6)(*ptrs), (ctypes.c_int64 * 5)(math.prod(x.shape[:-2]), *x.shape[-2:], *out[-2:]))
+        return y
+
+    return _guarded(run)
 
 
 def _gemm(attrs: dict[str, Any]) -> Kernel:
