@@ -1,19 +1,19 @@
-"""2-D convolution in one native call: im2col, BLAS ``sgemm`` and a fused epilogue (``conv.c``).
+"""2-D convolution in one native call: patch gather, GEMM and a fused epilogue (``conv.c``).
 
 ``conv2d`` computes ``act(conv(x, w) + b + z)`` for float32 NCHW tensors: the
-bias, a residual tensor ``z`` and the activation are applied to each block of
-the result while it is still in cache, instead of in passes of their own.
-The GEMM is the ``sgemm`` of the BLAS NumPy itself loaded (found through
-threadpoolctl), called from C: no Python between the gather, the product and
-the epilogue, and no second thread pool to wake (the gather is serial; BLAS
-parallelises the product).  This replaced im2col as a generated kernel plus
-``np.matmul``, whose OpenMP and BLAS pools handed the two cores back and forth
-(e.g. 436 us against 161 us of work for a 16-channel 32x32 3x3 convolution at
-2 threads).
+bias, a residual tensor ``z`` and the activation are applied to each output
+tile in the GEMM's registers, instead of in passes of their own.  The GEMM is
+``conv.c``'s own (AVX-512, AVX2 + FMA or plain C, whichever the compiler
+targets): the weights packed once per call, the patches gathered straight into
+the packed panels the microkernel reads, column blocks shared out over OpenMP
+threads.  It replaced OpenBLAS's ``sgemm`` called from the same C file, which
+was slower on every benchmark shape (``benchmarks/results/conv.md``) and whose
+thread pool competed with OpenMP's for the cores.
 
-Raises ``NativeUnsupportedError`` when no usable ``sgemm`` is found (the caller
-then takes the NumPy path) and ``CompilerNotFoundError`` when there is no C
-compiler.
+``sgemm()`` (the address of the ``sgemm`` NumPy's BLAS exports) is no longer
+used here; generated regions still call it.
+
+Raises ``CompilerNotFoundError`` when there is no C compiler.
 """
 
 from __future__ import annotations
@@ -34,11 +34,18 @@ __all__ = ["ACTIVATIONS", "BlasUnavailableError", "conv2d", "sgemm"]
 ACTIVATIONS = {"": 0, "Relu": 1, "Clip": 2, "LeakyRelu": 3}
 """Epilogue activations ``conv.c`` applies, by ONNX op name ("" for none)."""
 
-BLOCK_FLOATS = 1 << 18
-"""Patch-matrix elements per block (1 MiB): measured against whole-image blocks, this kept the
-gathered patches in cache without making the products too small to parallelise."""
+BLOCK_FLOATS = 1 << 16
+"""Patch-panel elements a task gathers at a time (256 KiB per thread): 64K-1M floats and K blocks of 256 to
+2304 rows timed within noise (+-2%) at 1 thread on the benchmark shapes; the smaller keeps a block in L2."""
 
-_INT32_MAX = 2**31 - 1
+K_BLOCK = 512
+"""Patch rows per K block (the product is accumulated in the output over blocks)."""
+
+PARALLEL_WORK = 1 << 21
+"""Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  Waking a passively waiting
+OpenMP thread takes 30-50 us on the 2-vCPU machine measured, so 2 threads lost below about 1.3M
+multiply-adds (a 16->16 3x3 convolution of 24x24: 38 us against 36) and won from about 2.4M (32x32: 59 us
+against 63; 32->32 of 32x32: 128 against 216)."""
 
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),
@@ -94,6 +101,10 @@ def _kernel() -> Any:
 
 
 _NO_PARAMS = np.zeros(3, np.float32)
+_SIZES: dict[tuple[Any, ...], Any] = {}
+_SIZES_KEPT = 4096
+_INT64S = ctypes.c_int64 * 20
+_POINTERS = ctypes.c_void_p * 6
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, *,
@@ -104,24 +115,39 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | N
     The caller has checked the geometry (``outs`` is the output size the window
     allows); arrays are C-contiguous float32 of the shapes above.
     """
-    address, ilp64 = sgemm()
-    n, c, h, wd = x.shape
-    m, cg, kh, kw = w.shape
-    oh, ow = outs
-    if not ilp64 and max(cg * kh * kw, oh * ow, m) > _INT32_MAX:
-        raise BlasUnavailableError("conv: the product is too large for a 32-bit BLAS")
-    y = np.empty((n, m, oh, ow), np.float32)
+    y = np.empty((x.shape[0], w.shape[0], outs[0], outs[1]), np.float32)
+    _run(x, w, b, z, y, strides=strides, dilations=dilations, pads_begin=pads_begin, group=group,
+         activation=activation, params=params)
+    return y
+
+
+def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, y: np.ndarray, *,
+         strides: tuple[int, int], dilations: tuple[int, int], pads_begin: tuple[int, int], group: int,
+         activation: str, params: tuple[float, float, float]) -> None:
+    """``conv2d`` into ``y`` (N, M, OH, OW), C-contiguous float32."""
     if z is not None and z.shape != y.shape:
         raise ValueError(f"conv: the residual input has shape {z.shape}, expected {y.shape}")
+    # NOTE: the sizes depend on the geometry only; a ctypes array of them costs 2 us to build, a look-up 0.3
+    key = (*x.shape, *w.shape, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
+           K_BLOCK, PARALLEL_WORK)
+    sizes = _SIZES.get(key)
+    if sizes is None:
+        n, c, h, wd = x.shape
+        m, _, kh, kw = w.shape
+        sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
+                        dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
+                        K_BLOCK, PARALLEL_WORK)
+        if len(_SIZES) < _SIZES_KEPT:
+            _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()
-    ptrs = data_pointers([x, w, *(a for a in (b, z) if a is not None), y])
-    ptr_b = ptrs.pop(2) if b is not None else None
-    ptr_z = ptrs.pop(2) if z is not None else None
     p = _NO_PARAMS if activation not in ("Clip", "LeakyRelu") else np.array(params, np.float32)
-    pointers = (ctypes.c_void_p * 6)(ptrs[0], ptrs[1], ptr_b, ptr_z, ptrs[2], data_pointers([p])[0])
-    sizes = (ctypes.c_int64 * 20)(n, c, h, wd, m, kh, kw, oh, ow, strides[0], strides[1], dilations[0], dilations[1],
-                                  pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], address, int(ilp64),
-                                  BLOCK_FLOATS)
+    if b is None and z is None:
+        px, pw, py, pp = data_pointers([x, w, y, p])
+        pointers = _POINTERS(px, pw, None, None, py, pp)
+    else:
+        ptrs = data_pointers([x, w, *(a for a in (b, z) if a is not None), y, p])
+        ptr_b = ptrs.pop(2) if b is not None else None
+        ptr_z = ptrs.pop(2) if z is not None else None
+        pointers = _POINTERS(ptrs[0], ptrs[1], ptr_b, ptr_z, ptrs[2], ptrs[3])
     if fn(pointers, sizes) != 0:
-        raise MemoryError("conv: could not allocate the patch buffer")
-    return y
+        raise MemoryError("conv: could not allocate the scratch buffers")

@@ -4,6 +4,10 @@ no recompilation for new shapes; the error without a C compiler."""
 
 from __future__ import annotations
 
+import ctypes
+import math
+import mmap
+import platform
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,26 +139,64 @@ CONVS = [
     (1, 3, (11, 9), 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (2, 6, (10, 7), 4, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
     (1, 5, (13, 12), 6, (3, 2), (2, 1), (0, 1, 2, 0), (2, 1), 1),  # asymmetric everything
-    (2, 5, (6, 6), 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1: no im2col
+    (2, 5, (6, 6), 7, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1
     (1, 4, (13, 12), 6, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     (1, 8, (9, 9), 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8),  # depthwise
     (2, 8, (9, 10), 16, (3, 3), (2, 2), (2, 2, 2, 2), (2, 2), 8),  # depthwise, multiplier 2, dilated
     (1, 1, (9, 9), 4, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # one input channel
     (2, 6, (30,), 6, (5,), (1,), (2, 2), (1,), 6),  # 1-D depthwise
     (1, 6, (31,), 4, (3,), (2,), (1, 0), (2,), 1),  # 1-D strided, dilated
+    # the GEMM's edges: output channels past the last full tile of rows (8 with AVX-512, 6 with AVX2, 4
+    # in C), columns past the last full panel (32, 16, 16), K past the last full block
+    (1, 3, (11, 9), 13, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (2, 16, (17, 19), 26, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),  # groups of 13 output channels
+    (1, 300, (5, 7), 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # K = 2700: six blocks of 512
+    (1, 4, (40, 37), 5, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1 over several column blocks
+    (1, 3, (21, 50), 7, (5, 5), (3, 3), (2, 2, 2, 2), (1, 1), 1),  # width stride 3: three phases
+    (1, 2, (8, 70), 3, (2, 7), (1, 2), (0, 3, 1, 3), (2, 3), 1),  # wide dilated window, stride 2
+    (1, 3, (20, 1), 5, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),  # one column: 16 output rows a gather step
+    (1, 4, (1000,), 6, (3,), (2,), (1, 1), (1,), 1),  # 1-D, long
+    (3, 2, (4, 4), 3, (4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # one output position
 ]
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 
-@pytest.fixture(params=["blas", "numpy"])
+# conv.c built other ways than the toolchain's default: (extra flags, flags dropped)
+_BUILDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "avx2": (("-mno-avx512f",), ()),
+    "plain-c": (("-mno-avx512f", "-mno-avx2", "-mno-fma"), ()),
+    "no-openmp": ((), ("-fopenmp",)),
+}
+
+
+def _conv_build(name: str) -> Any:
+    """conv.c's entry point compiled with the toolchain's flags changed as ``_BUILDS[name]`` says."""
+    import dataclasses
+    from importlib import resources
+
+    from pliant.kernels import cache
+    from pliant.kernels.toolchain import find_toolchain
+
+    tc = find_toolchain()
+    extra, dropped = _BUILDS[name]
+    if (extra and not (_X86 and "-march=native" in tc.flags)) or any(f not in tc.flags for f in dropped):
+        pytest.skip(f"the '{name}' build needs an x86 compiler taking -march=native and {dropped or 'nothing'}")
+    flags = tuple(f for f in tc.flags if f not in dropped) + extra
+    source = resources.files("pliant.runtime").joinpath("conv.c").read_text()
+    return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
+
+
+@pytest.fixture(params=["default", "small-blocks", *_BUILDS])
 def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both GEMM paths: sgemm called from C in blocks of a few rows, and np.matmul where no CBLAS is found."""
-    if request.param == "numpy":
-        def unavailable() -> tuple[int, bool]:
-            raise blas_conv.BlasUnavailableError("disabled by the test")
-
-        monkeypatch.setattr(blas_conv, "sgemm", unavailable)
-    else:
-        monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 64)  # NOTE: blocks of one or two rows: every boundary
+    """The C conv as pliant builds and runs it, and with every boundary exercised: tasks of one column
+    panel, K blocks of 5 rows, all threads on every call; the last also for conv.c's other vector paths
+    (AVX2, plain C) and without OpenMP."""
+    if request.param != "default":
+        monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 64)  # NOTE: 64 // K_BLOCK -> one panel per task
+        monkeypatch.setattr(blas_conv, "K_BLOCK", 5)
+        monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)
+    if request.param in _BUILDS:
+        monkeypatch.setattr(blas_conv, "_FN", [_conv_build(request.param)])
     return str(request.param)
 
 
@@ -162,9 +204,11 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 def test_conv_matches_the_reference(case: tuple[Any, ...], conv_path: str) -> None:
     n, c, spatial, m, k, s, p, d, g = case
     rng = np.random.default_rng(5)
-    x, w, b = f32(rng, n, c, *spatial), f32(rng, m, c // g, *k), f32(rng, m)
+    depth = c // g * math.prod(k)
+    x, w, b = f32(rng, n, c, *spatial), f32(rng, m, c // g, *k, scale=depth**-0.5), f32(rng, m)
     ctx = Ctx(strides=list(s), pads=list(p), dilations=list(d), group=g)
-    # NOTE: sums of up to 54 products accumulated in another order than the reference's: atol 1e-4
+    # NOTE: sums of up to 2700 products (weights scaled to keep them near 1) accumulated in another order
+    # than the reference's: atol 1e-4
     close(native.conv(x, w, b, s, p, d, g), conv_ops.conv(ctx, x, w, b), atol=1e-4)
     close(native.conv(x, w, None, s, p, d, g), conv_ops.conv(ctx, x, w), atol=1e-4)
 
@@ -185,10 +229,10 @@ def test_conv_matches_onnxruntime() -> None:
 
 @pytest.mark.parametrize("activation", ["", "Relu", "Clip", "LeakyRelu"])
 @pytest.mark.parametrize("residual", [False, True])
-def test_conv_epilogue_matches_numpy(activation: str, residual: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 200)
+def test_conv_epilogue_matches_numpy(activation: str, residual: bool, conv_path: str) -> None:
     rng = np.random.default_rng(8)
     x, w, b = f32(rng, 2, 6, 9, 11), f32(rng, 8, 3, 3, 2), f32(rng, 8)
+    x[0, 0, 3, 4] = np.nan  # NOTE: NaN stays NaN through every activation, as in NumPy
     ctx = Ctx(strides=[2, 1], pads=[1, 0, 2, 1], dilations=[1, 2], group=2)
     conv = conv_ops.conv(ctx, x, w, b)
     z = f32(rng, *conv.shape) if residual else None
@@ -197,7 +241,44 @@ def test_conv_epilogue_matches_numpy(activation: str, residual: bool, monkeypatc
             "LeakyRelu": np.where(v < 0, np.float32(0.1) * v, v)}[activation]
     got = blas_conv.conv2d(x, w, b, z, outs=(conv.shape[2], conv.shape[3]), strides=(2, 1), dilations=(1, 2),
                            pads_begin=(1, 0), group=2, activation=activation, params=(-0.5, 0.25, 0.1))
-    close(got, want, atol=1e-5)
+    assert np.isnan(want).any()
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-5)  # NOTE: NaNs where want has them
+
+
+def _guarded(a: np.ndarray, at_end: bool) -> np.ndarray:
+    """A copy of ``a`` between two inaccessible pages, ending right at the second (``at_end``) or beginning
+    right after the first: a read or write past either end of the data faults."""
+    page = mmap.PAGESIZE
+    span = max(1, (a.nbytes + page - 1) // page) * page
+    buf = mmap.mmap(-1, span + 2 * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    mprotect = ctypes.CDLL(None, use_errno=True).mprotect
+    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for at in (base, base + page + span):
+        assert mprotect(at, page, 0) == 0, ctypes.get_errno()  # NOTE: PROT_NONE (0; the mmap module lacks it)
+    out = np.frombuffer(buf, a.dtype, a.size, page + (span - a.nbytes if at_end else 0)).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.skipif(platform.system() not in ("Linux", "Darwin"), reason="needs mprotect")
+@pytest.mark.parametrize("case", CONVS[10:], ids=lambda c: f"N{c[0]}C{c[1]}M{c[3]}k{c[4]}s{c[5]}")
+def test_conv_stays_inside_its_arrays(case: tuple[Any, ...], conv_path: str) -> None:
+    """Every array the C conv reads or writes sits against an inaccessible page, at either end."""
+    n, c, spatial, m, k, s, p, d, g = case
+    if len(spatial) == 1:
+        spatial, k, s, p, d = (1, *spatial), (1, *k), (1, *s), (0, p[0], 0, p[1]), (1, *d)
+    rng = np.random.default_rng(13)
+    x, w, b = f32(rng, n, c, *spatial), f32(rng, m, c // g, *k, scale=0.1), f32(rng, m)
+    ctx = Ctx(strides=list(s), pads=list(p), dilations=list(d), group=g)
+    want = conv_ops.conv(ctx, x, w, b)
+    z = f32(rng, *want.shape)
+    for at_end in (True, False):
+        y = _guarded(np.zeros_like(want), at_end)
+        args = [_guarded(a, at_end) for a in (x, w, b, z)]
+        blas_conv._run(*args, y, strides=s, dilations=d, pads_begin=(p[0], p[1]), group=g, activation="Relu",
+                       params=(0.0, 0.0, 0.0))
+        close(y, np.maximum(want + z, 0), atol=1e-4)
 
 
 def test_conv_residual_of_another_shape_is_refused() -> None:
