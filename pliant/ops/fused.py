@@ -74,3 +74,42 @@ name ("" for none) and its parameters (Clip's min and max, LeakyRelu's alpha).""
           family="control")
 def fused_conv(ctx: KernelContext, *inputs: Any) -> Any:
     return ctx.run_region("body", [])[0]
+
+
+# --- Static ------------------------------------------------------------------------------------
+
+STATIC_SCHEMA = Schema(
+    "Static", "pliant", 1, (ParamSpec("inputs", variadic=True),), (ParamSpec("outputs", variadic=True),), {},
+    frozenset(),
+)
+"""A static region, made by ``pliant.transforms.static_regions``: a straight-line run
+of ops whose shapes RDP resolved, compiled as one native unit
+(``pliant.runtime.region_c``).  The region ``body`` holds the ops (reading the
+operands from the enclosing scope) and yields the op's results; it defines the
+op and runs where the native unit cannot."""
+
+
+def _infer_static(ctx: InferContext) -> list[Type]:
+    body = ctx.regions.get("body")
+    if body is None:
+        raise ShapeInferenceError("Static needs a region 'body'")
+    return [v.type for v in body.block.outputs]
+
+
+def _verify_static(op: Op) -> list[str]:
+    if set(op.regions) != {"body"}:
+        return [f"has regions {sorted(op.regions)}; a Static op has one region 'body'"]
+    b = op.regions["body"].block
+    out = []
+    if b.args:
+        out.append(f"region body takes {len(b.args)} arguments; it reads its inputs from outside")
+    if len(b.outputs) != len(op.results):
+        out.append(f"region body yields {len(b.outputs)} values for {len(op.results)} results")
+    return out
+
+
+@register("Static", Dynamism.ISDOS, domain="pliant", infer=_infer_static, schema=STATIC_SCHEMA, verify=_verify_static,
+          family="control")
+def static(ctx: KernelContext, *inputs: Any) -> Any:
+    res = ctx.run_region("body", [])
+    return tuple(res) if len(res) != 1 else res[0]

@@ -8,6 +8,7 @@ The pipeline (each pass verified after it when ``verify=True``)::
          -> fuse-conv      (Conv + residual Add + activation become one FusedConv)
          -> fuse-elementwise (float32 elementwise groups become one generated kernel each)
          -> schedule       (an op order that lowers the peak of live memory)
+         -> static-regions (straight-line runs of resolved shapes become one native unit each)
          -> host program   (fast / native / reference kernel per op, early frees)
 
 ``CompiledModel.run(feeds)`` checks the feeds exactly as the interpreter does
@@ -39,6 +40,7 @@ from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.manager import PassStat, run_passes
 from pliant.transforms.schedule import schedule
 from pliant.transforms.shape_chains import shape_chains
+from pliant.transforms.static_regions import static_regions
 
 SPECIALIZE_AFTER = 3
 """Calls with one input signature (the inputs' shapes) before a version specialised to it is built."""
@@ -47,7 +49,7 @@ MAX_VERSIONS = 4
 
 
 def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
-            verify: bool = False, specialize: bool = True) -> CompiledModel:
+            verify: bool = False, specialize: bool = True, regions: bool = True) -> CompiledModel:
     """Compile ``model`` (a Module, or an ONNX path/bytes/ModelProto) for execution.
 
     ``threads`` sets the threads of BLAS and of the generated kernels for the
@@ -65,14 +67,14 @@ def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | No
     >>> exe.run({"x": np.array([-1.0, 2.0], np.float32)})["y"].tolist()
     [0.0, 2.0]
     """
-    return CompiledModel(model, threads=threads, verify=verify, specialize=specialize)
+    return CompiledModel(model, threads=threads, verify=verify, specialize=specialize, regions=regions)
 
 
 class CompiledModel:
     """A compiled model: ``run(feeds) -> {name: array}``, ``exe(*arrays) -> tuple``, ``report()``."""
 
     def __init__(self, model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
-                 verify: bool = False, specialize: bool = True) -> None:
+                 verify: bool = False, specialize: bool = True, regions: bool = True) -> None:
         t0 = time.perf_counter()
         if isinstance(model, Module):
             module = clone_module(model)
@@ -86,7 +88,8 @@ class CompiledModel:
         self.verify = verify
         self._source = clone_module(module) if specialize else None
         self.ops_before = sum(1 for _ in module.walk())
-        self.analysis, self.passes = _pipeline(module, verify)
+        self.regions = regions
+        self.analysis, self.passes = _pipeline(module, verify, regions)
         self.module = module
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)
@@ -152,7 +155,7 @@ class CompiledModel:
             for arg, shape in zip(module.entry.inputs, sig):
                 if shape is not None and isinstance(arg.type, TensorType):
                     arg.type = TensorType(arg.type.dtype, tuple(shape))
-            _pipeline(module, self.verify)
+            _pipeline(module, self.verify, self.regions)
             program = FunctionProgram(module, module.entry, specialized=True)
             with self._lock:
                 self._versions[sig] = program
@@ -206,10 +209,10 @@ class CompiledModel:
         }
 
 
-def _pipeline(module: Module, verify: bool) -> tuple[ShapeAnalysis, list[PassStat]]:
+def _pipeline(module: Module, verify: bool, regions: bool = True) -> tuple[ShapeAnalysis, list[PassStat]]:
     analysis = analyze(module)
     passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_conv, fuse_elementwise,
-                                 schedule],
+                                 schedule, *([static_regions] if regions else [])],
                         verify=verify)
     return analysis, passes
 

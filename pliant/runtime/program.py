@@ -31,6 +31,7 @@ from pliant.ir.types import TensorType
 from pliant.ops import registry
 from pliant.ops.control import _empty_stack
 from pliant.ops.typing import attrs_with_defaults
+from pliant.runtime import region_c
 from pliant.runtime.fast import FALLBACK, fast_kernel, fused_conv_kernel, fused_kernel
 
 Regs = list[Any]
@@ -80,6 +81,7 @@ class FunctionProgram:
         self.slot: dict[Value, int] = {}
         self.template: Regs = []
         self.stats = {"fast": 0, "native": 0, "reference": 0, "control": 0, "constant": 0}
+        self.unsupported: list[str] = []
         self._number(fn.body)
         self.template = [None] * len(self.slot)
         self.blocks: dict[Block, BlockProgram] = {}
@@ -138,6 +140,8 @@ class FunctionProgram:
         attrs = attrs_with_defaults(opdef, op.attrs, opset)
         if op.domain == "pliant" and op.name == "Fused":
             return self._fused(op, opdef, attrs, opset, ins, outs, release)
+        if op.domain == "pliant" and op.name == "Static":
+            return self._static(op, opdef, attrs, opset, ins, outs, release)
         if op.domain == "pliant" and op.name == "FusedConv":
             self._block(op.regions["body"].block)
             by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
@@ -182,6 +186,34 @@ class FunctionProgram:
             return by_region
         self.stats["fused"] = self.stats.get("fused", 0) + 1
         return _or_region(_make_step(kernel, ins, outs, release), by_region)
+
+    def _static(self, op: Op, opdef: registry.OpDef, attrs: dict[str, Any], opset: int,
+                ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
+        """A static region: its native unit, or its ops one by one where the unit cannot run."""
+        from pliant.kernels.errors import TCError
+
+        self._block(op.regions["body"].block)
+        by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
+        try:
+            unit = region_c.RegionUnit(op)
+            unit.load()
+        except (region_c.UnsupportedRegion, TCError, OSError) as e:
+            self.stats["reference"] += 1
+            self.unsupported.append(f"{op.where}: {e}")
+            return by_region
+        self.stats["static"] = self.stats.get("static", 0) + 1
+        run = unit.run
+        mismatch = region_c.MISMATCH
+
+        def step(regs: Regs) -> None:
+            try:
+                res = run([regs[s] for s in ins])
+            except mismatch:
+                by_region(regs)
+                return
+            _store(regs, outs, res, release)
+
+        return step
 
     def _if(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         then_p = self._block(op.regions["then_branch"].block)

@@ -1,0 +1,911 @@
+"""Static regions as one native unit: C code for a ``pliant.Static`` op, and the host step that runs it.
+
+A Static op's body is a straight-line run of ops whose every dim RDP resolved
+to an expression of a few symbols.  ``RegionUnit`` turns it into one C
+function (``int pliant_kernel(void **p, const int64_t *s)``, compiled and
+cached like a generated kernel): a loop nest or a library call per op, all in
+one call from Python instead of one call (and one NumPy dispatch) per op.
+
+- **Sizes**: every dim of every value is a slot of ``s``.  Per input
+  signature (the shapes of the region's inputs) the host binds the symbols
+  from the inputs' shapes, evaluates all dims with integer code compiled once
+  (``compile_dims``), checks them against the inputs, and caches the result:
+  a new signature costs one plan, a known one a dictionary lookup.
+- **Memory plan**: intermediates live in one arena per calling thread, reused
+  across calls; offsets come from liveness over the region's order (first
+  fit, a buffer is reused once its last reader ran), evaluated once per
+  signature.  Reshape-like ops are aliases (no copy); the region's results
+  are written straight into the arrays handed to the caller.
+- **Ops**: elementwise and broadcasting ops (and ``Fused`` groups) as one loop
+  nest each, which the C compiler vectorises; MatMul/Gemm through a small
+  loop kernel for small products and BLAS ``sgemm`` (NumPy's, by address)
+  otherwise; Softmax/LogSoftmax/LayerNormalization over the last axis;
+  Transpose, Concat, Slice, Gather; ``ShapeExpr`` values are computed with
+  the plan.  ``supports(op)`` says what a region may hold.
+
+Errors: the C function returns 1 where data makes an op invalid (a Gather
+index out of range); the step then runs the region op by op, so the
+reference kernel reports it with its usual message.  A signature whose
+shapes contradict the analysis (it cannot happen for a sound analysis, but a
+caller's bad input is checked earlier) also runs op by op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+
+from pliant.ir.core import Op, Value
+from pliant.ir.dims import Dim, Sym, compile_dims, dim_symbols, dims_equal
+from pliant.ir.dtypes import DType
+from pliant.ir.types import TensorType
+from pliant.ops.typing import constant_value
+
+__all__ = ["RegionUnit", "UnsupportedRegion", "supports"]
+
+C_TYPES = {DType.FLOAT: "float", DType.INT64: "int64_t", DType.BOOL: "uint8_t"}
+NP_TYPES: dict[DType, np.dtype[Any]] = {DType.FLOAT: np.dtype(np.float32), DType.INT64: np.dtype(np.int64), DType.BOOL: np.dtype(np.bool_)}
+_ONNX_TO = {1: DType.FLOAT, 7: DType.INT64, 9: DType.BOOL}
+SMALL_MATMUL = 1 << 17
+"""Multiply-adds below which a matrix product runs in the unit's own loop instead of BLAS: waking BLAS's
+threads for a product this small cost more than the product (a 1x256x768 MatMul: 26-31 us inside a model
+against 4-6 us of loop)."""
+_ALIGN = 64
+
+
+class UnsupportedRegion(ValueError):
+    """The region holds something the native unit cannot compile."""
+
+
+class _Mismatch(Exception):
+    """This signature's shapes contradict the region's types: run it op by op."""
+
+
+# --- what a region may hold ---------------------------------------------------------------------
+
+
+def _tensor(v: Value | None) -> TensorType | None:
+    t = v.type if v is not None else None
+    if isinstance(t, TensorType) and t.dtype in C_TYPES and t.shape is not None and all(d is not None for d in t.shape):
+        return t
+    return None
+
+
+def _shape(v: Value) -> tuple[Dim, ...]:
+    t = _tensor(v)
+    assert t is not None and t.shape is not None
+    return tuple(t.shape)
+
+
+def _dtype(v: Value) -> DType:
+    t = _tensor(v)
+    assert t is not None and t.dtype is not None
+    return t.dtype
+
+
+def _attr_int(op: Op, name: str, default: int) -> int:
+    v = op.attrs.get(name, default)
+    return int(v) if isinstance(v, int | float | np.integer) else default
+
+
+def _const_ints(v: Value | None) -> list[int] | None:
+    c = constant_value(v) if v is not None else None
+    if c is None or c.dtype.kind not in "iu":
+        return None
+    return [int(x) for x in c.reshape(-1)]
+
+
+_UNARY_F = {"Relu": "({0} < 0.0f ? 0.0f : {0})", "Neg": "(-{0})", "Abs": "fabsf({0})", "Exp": "expf({0})",
+            "Log": "logf({0})", "Sqrt": "sqrtf({0})", "Tanh": "tanhf({0})", "Erf": "erff({0})",
+            "Sigmoid": "(1.0f / (1.0f + expf(-{0})))", "Reciprocal": "(1.0f / {0})", "Floor": "floorf({0})",
+            "Ceil": "ceilf({0})", "Sin": "sinf({0})", "Cos": "cosf({0})", "Identity": "{0}"}
+_BINARY_F = {"Add": "({0} + {1})", "Sub": "({0} - {1})", "Mul": "({0} * {1})", "Div": "({0} / {1})",
+             "Pow": "powf({0}, {1})"}
+_BINARY_I = {"Add": "({0} + {1})", "Sub": "({0} - {1})", "Mul": "({0} * {1})"}
+_COMPARE = {"Equal": "({0} == {1})", "Less": "({0} < {1})", "Greater": "({0} > {1})", "LessOrEqual": "({0} <= {1})",
+            "GreaterOrEqual": "({0} >= {1})"}
+_LOGIC = {"And": "({0} && {1})", "Or": "({0} || {1})", "Xor": "(!{0} != !{1})"}
+_ALIASES = {"Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+def _is_constant(v: Value) -> bool:
+    op = v.defining_op
+    return op is not None and op.domain == "" and op.name == "Constant"
+
+
+def _broadcasts(v: Value, out: tuple[Dim, ...]) -> bool:
+    """``v`` broadcasts to ``out`` for every size RDP allows: each dim equal to the output's or 1."""
+    s = _shape(v)
+    if len(s) > len(out):
+        return False
+    off = len(out) - len(s)
+    return all(dims_equal(d, out[p + off]) or d == 1 for p, d in enumerate(s))
+
+
+def _elementwise_expr(op: Op) -> str | None:
+    """The C expression template of an elementwise op ({0}, {1}, ... its operands), or None."""
+    n = len(op.operands)
+    if op.domain != "" or len(op.results) != 1 or any(v is None for v in op.operands):
+        return None
+    ins = [_dtype(v) for v in op.operands if v is not None]
+    out = _dtype(op.results[0])
+    name = op.name
+    if name == "Gelu" and n == 1 and ins == [DType.FLOAT] and str(op.attrs.get("approximate", "none")) == "none":
+        return "(0.5f * {0} * (1.0f + erff({0} * 0.70710678118654752f)))"
+    if name in _UNARY_F and n == 1 and ins == [DType.FLOAT] and out == DType.FLOAT:
+        return _UNARY_F[name]
+    if name in _BINARY_F and n == 2 and ins == [DType.FLOAT] * 2 and out == DType.FLOAT:
+        return _BINARY_F[name]
+    if name in _BINARY_I and n == 2 and ins == [DType.INT64] * 2 and out == DType.INT64:
+        return _BINARY_I[name]
+    if name in _COMPARE and n == 2 and ins[0] == ins[1] and ins[0] in (DType.FLOAT, DType.INT64) and out == DType.BOOL:
+        return _COMPARE[name]
+    if name in _LOGIC and n == 2 and ins == [DType.BOOL] * 2 and out == DType.BOOL:
+        return _LOGIC[name]
+    if name == "Not" and n == 1 and ins == [DType.BOOL]:
+        return "(!{0})"
+    if name == "Where" and n == 3 and ins[0] == DType.BOOL and ins[1] == ins[2] == out:
+        return "({0} ? {1} : {2})"
+    if name == "Cast" and n == 1 and _ONNX_TO.get(_attr_int(op, "to", -1)) == out:
+        if out == DType.BOOL:
+            return "({0} != 0)"
+        return f"(({C_TYPES[out]}){{0}})"
+    return None
+
+
+def _check_elementwise(op: Op) -> bool:
+    if _elementwise_expr(op) is None:
+        return False
+    out = _shape(op.results[0])
+    return all(_broadcasts(v, out) for v in op.operands if v is not None)
+
+
+def _check_fused(op: Op) -> bool:
+    body = op.regions["body"].block
+    if len(body.outputs) != 1 or _tensor(body.outputs[0]) is None:
+        return False
+    for inner in body.ops:
+        if _tensor(inner.results[0]) is None or any(_tensor(v) is None for v in inner.operands) \
+                or not _check_elementwise(inner):
+            return False
+    return True
+
+
+def _check_matmul(op: Op) -> bool:
+    a, b = op.operands[0], op.operands[1]
+    if a is None or b is None or {_dtype(a), _dtype(b), _dtype(op.results[0])} != {DType.FLOAT}:
+        return False
+    sa, sb, so = _shape(a), _shape(b), _shape(op.results[0])
+    if len(sa) < 2 or len(sb) < 2 or not dims_equal(sa[-1], sb[-2]) or len(so) != max(len(sa), len(sb)):
+        return False
+    if not (dims_equal(so[-2], sa[-2]) and dims_equal(so[-1], sb[-1])):
+        return False
+    for s in (sa, sb):
+        off = len(so) - len(s)
+        if not all(dims_equal(d, so[p + off]) or d == 1 for p, d in enumerate(s[:-2])):
+            return False
+    return True
+
+
+def _check_gemm(op: Op) -> bool:
+    a, b = op.operands[0], op.operands[1]
+    c = op.operands[2] if len(op.operands) > 2 else None
+    if a is None or b is None or len(_shape(a)) != 2 or len(_shape(b)) != 2:
+        return False
+    if {_dtype(a), _dtype(b), _dtype(op.results[0])} != {DType.FLOAT}:
+        return False
+    return c is None or (_dtype(c) == DType.FLOAT and _broadcasts(c, _shape(op.results[0])))
+
+
+def _last_axis(op: Op, default: int) -> bool:
+    rank = len(_shape(op.operands[0])) if op.operands[0] is not None else 0
+    axis = _attr_int(op, "axis", default)
+    return rank >= 1 and axis in (-1, rank - 1)
+
+
+def _check_softmax(op: Op) -> bool:
+    x = op.operands[0]
+    return x is not None and _dtype(x) == DType.FLOAT and _last_axis(op, -1)
+
+
+def _check_layer_norm(op: Op) -> bool:
+    x = op.operands[0]
+    if x is None or len(op.results) != 1 or _dtype(x) != DType.FLOAT or not _last_axis(op, -1):
+        return False
+    n = _shape(x)[-1]
+    for v in op.operands[1:]:
+        if v is None:
+            continue
+        s = _shape(v)
+        if _dtype(v) != DType.FLOAT or not s or not dims_equal(s[-1], n) or any(d != 1 for d in s[:-1]):
+            return False
+    return op.operands[1] is not None
+
+
+def _check_transpose(op: Op) -> bool:
+    return op.operands[0] is not None and _dtype(op.operands[0]) == _dtype(op.results[0])
+
+
+def _check_alias(op: Op) -> bool:
+    x = op.operands[0]
+    return x is not None and _dtype(x) == _dtype(op.results[0]) and len(op.results) == 1
+
+
+def _check_concat(op: Op) -> bool:
+    vs = [v for v in op.operands]
+    if not vs or any(v is None for v in vs):
+        return False
+    rank = len(_shape(op.results[0]))
+    axis = _attr_int(op, "axis", 0)
+    return -rank <= axis < rank and all(_dtype(v) == _dtype(op.results[0]) for v in vs if v is not None)
+
+
+def _check_slice(op: Op) -> bool:
+    if len(op.operands) < 3 or op.operands[0] is None:
+        return False
+    rank = len(_shape(op.operands[0]))
+    starts, ends = _const_ints(op.operands[1]), _const_ints(op.operands[2])
+    axes = _const_ints(op.operands[3]) if len(op.operands) > 3 and op.operands[3] is not None else list(range(rank))
+    steps = _const_ints(op.operands[4]) if len(op.operands) > 4 and op.operands[4] is not None else [1] * rank
+    if starts is None or ends is None or axes is None or steps is None:
+        return False
+    if not (len(starts) == len(ends) == len(axes) == len(steps)) or 0 in steps:
+        return False
+    return all(-rank <= a < rank for a in axes) and len({a % rank for a in axes}) == len(axes)
+
+
+def _check_gather(op: Op) -> bool:
+    d, i = op.operands[0], op.operands[1] if len(op.operands) > 1 else None
+    if d is None or i is None or _dtype(i) != DType.INT64:
+        return False
+    rank = len(_shape(d))
+    return rank >= 1 and -rank <= _attr_int(op, "axis", 0) < rank
+
+
+def _check_shape_expr(op: Op) -> bool:
+    return _dtype(op.results[0]) == DType.INT64
+
+
+_CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
+    **{("", n): _check_elementwise for n in (*_UNARY_F, *_BINARY_F, *_COMPARE, *_LOGIC, "Not", "Where", "Cast",
+                                            "Gelu")},
+    ("pliant", "Fused"): _check_fused,
+    ("", "MatMul"): _check_matmul,
+    ("", "Gemm"): _check_gemm,
+    ("", "Softmax"): _check_softmax,
+    ("", "LogSoftmax"): _check_softmax,
+    ("", "LayerNormalization"): _check_layer_norm,
+    ("", "Transpose"): _check_transpose,
+    **{("", n): _check_alias for n in _ALIASES},
+    ("", "Concat"): _check_concat,
+    ("", "Slice"): _check_slice,
+    ("", "Gather"): _check_gather,
+    ("pliant", "ShapeExpr"): _check_shape_expr,
+}
+
+
+def supports(op: Op) -> bool:
+    """Whether a native unit can hold ``op``: a kind with a C emitter, known dtypes, every dim resolved."""
+    check = _CHECKS.get((op.domain, op.name))
+    if check is None or (op.regions and op.name != "Fused"):
+        return False
+    if op.name == "Identity" and op.domain == "":
+        return False  # NOTE: nothing to compute; as an alias it would only cost a copy when it is a result
+    if any(_tensor(v) is None for v in op.operands if v is not None) or any(_tensor(r) is None for r in op.results):
+        return False
+    try:
+        return check(op)
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+# --- code generation ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    sizes: Any  # ctypes int64 array
+    arena_bytes: int
+    out_shapes: list[tuple[int, ...]]
+    arrays: list[np.ndarray]  # ShapeExpr values, kept alive for the call
+
+
+class RegionUnit:
+    """The native unit of one ``pliant.Static`` op; ``run(inputs) -> outputs`` (raises ``_Mismatch``/FALLBACK)."""
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        body = op.regions["body"].block
+        self.ops = list(body.ops)
+        if any(v is None for v in op.operands):
+            raise UnsupportedRegion("a region reads every input it has")
+        self.inputs: list[Value] = [v for v in op.operands if v is not None]
+        self.outputs = list(body.outputs)
+        if any(_tensor(v) is None for v in self.inputs) or any(_tensor(v) is None for v in self.outputs):
+            raise UnsupportedRegion("region inputs and outputs must be tensors of known dtype and dims")
+        if len(set(self.outputs)) != len(self.outputs) or any(v in self.inputs for v in self.outputs):
+            raise UnsupportedRegion("a region result must be computed in the region, once")
+        for o in self.ops:
+            if not supports(o):
+                raise UnsupportedRegion(f"{o.where} cannot run in a native unit")
+        self.values: list[Value] = [v for v in self.inputs if v is not None] + [r for o in self.ops for r in o.results]
+        self.vid = {v: k for k, v in enumerate(self.values)}
+        # sizes: [sgemm address, ilp64] + dims of every value + arena offsets + extras
+        self.dim_slot: dict[tuple[int, int], int] = {}
+        dims: list[Dim] = []
+        for k, v in enumerate(self.values):
+            for a, d in enumerate(_shape(v)):
+                self.dim_slot[(k, a)] = 2 + len(dims)
+                dims.append(d)
+        self.n_dims = len(dims)
+        self.symbols = sorted(set().union(*(dim_symbols(d) for d in dims)) if dims else set())
+        self.binders = self._bind_symbols()
+        self.dims_fn = compile_dims(dims, self.symbols)
+        self.plan_arrays: list[Op] = [o for o in self.ops if o.domain == "pliant" and o.name == "ShapeExpr"]
+        self.storage = self._storage()
+        self.offset_slot: dict[int, int] = {}
+        for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
+            self.offset_slot[k] = 2 + self.n_dims + len(self.offset_slot)
+        self.extras: list[Callable[[dict[Value, tuple[int, ...]]], int]] = []
+        self.lines: list[str] = []
+        self.source = self._generate()
+        self._fn: Any = None
+        self._dyn = [k for k, v in enumerate(self.inputs) if not _is_constant(v)]
+        self._in_dtypes = [NP_TYPES[_dtype(v)] for v in self.inputs]
+        self._out_dtypes = [NP_TYPES[_dtype(v)] for v in self.outputs]
+        self._consts: list[tuple[int, np.ndarray]] | None = None
+        self._const_ptrs: list[int] = [0] * len(self.inputs)
+        self._plans: dict[tuple[Any, ...], _Plan | None] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- symbols and storage ---------------------------------------------------------------------
+    def _bind_symbols(self) -> dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]]:
+        """symbol -> (input, axis, its dim, the symbol): a bare symbol first, else a dim linear in one symbol."""
+        out: dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]] = {}
+        for k, v in enumerate(self.inputs):
+            assert v is not None
+            for a, d in enumerate(_shape(v)):
+                if isinstance(d, Sym) and d.is_symbol and str(d.expr) not in out:
+                    out[str(d.expr)] = (k, a, d.expr, d.expr)  # type: ignore[assignment]
+        for k, v in enumerate(self.inputs):
+            assert v is not None
+            for a, d in enumerate(_shape(v)):
+                if not isinstance(d, Sym) or len(d.expr.free_symbols) != 1:
+                    continue
+                (sym,) = d.expr.free_symbols
+                if sym.name in out:  # type: ignore[attr-defined]
+                    continue
+                try:
+                    linear = sympy.Poly(d.expr, sym).degree() == 1
+                except sympy.PolynomialError:
+                    linear = False
+                if linear:
+                    out[sym.name] = (k, a, d.expr, sym)  # type: ignore[attr-defined]
+        missing = [s for s in self.symbols if s not in out]
+        if missing:
+            raise UnsupportedRegion(f"symbols {missing} are not sizes of the region's inputs")
+        return out
+
+    def _storage(self) -> dict[Value, tuple[str, int]]:
+        """Where each value lives: ("in", k), ("out", j), ("arena", root id), ("alias", root value id), ("array", j)."""
+        st: dict[Value, tuple[str, int]] = {}
+        for k, v in enumerate(self.inputs):
+            assert v is not None
+            st[v] = ("in", k)
+        out_index = {v: j for j, v in enumerate(self.outputs)}
+        for o in self.ops:
+            r = o.results[0]
+            if o.domain == "" and o.name in _ALIASES and r not in out_index:
+                src = o.operands[0]
+                assert src is not None
+                st[r] = ("alias", self.vid[src])
+                continue
+            for res in o.results:
+                if res in out_index:
+                    st[res] = ("out", out_index[res])
+                elif o.domain == "pliant" and o.name == "ShapeExpr":
+                    st[res] = ("array", self.plan_arrays.index(o))
+                else:
+                    st[res] = ("arena", self.vid[res])
+        return st
+
+    def _root(self, v: Value) -> Value:
+        while self.storage[v][0] == "alias":
+            v = self.values[self.storage[v][1]]
+        return v
+
+    # -- C source --------------------------------------------------------------------------------
+    def _d(self, v: Value, a: int) -> str:
+        return f"s[{self.dim_slot[(self.vid[v], a)]}]"
+
+    def _size(self, v: Value, start: int = 0, stop: int | None = None) -> str:
+        s = _shape(v)
+        parts = [self._d(v, a) for a in range(start, len(s) if stop is None else stop)]
+        return " * ".join(parts) if parts else "1"
+
+    def _p(self, v: Value) -> str:
+        return f"v{self.vid[v]}"
+
+    def _extra(self, fn: Callable[[dict[Value, tuple[int, ...]]], int]) -> str:
+        self.extras.append(fn)
+        return f"s[{2 + self.n_dims + len(self.offset_slot) + len(self.extras) - 1}]"
+
+    def _index(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
+        """The linear index of ``v`` broadcast to an output with index variables ``idx``."""
+        s = _shape(v)
+        off = len(out) - len(s)
+        expr = ""
+        for p, d in enumerate(s):
+            i = "0" if d == 1 else idx[p + off]
+            expr = i if not expr else f"({expr}) * {self._d(v, p)} + {i}"
+        return expr or "0"
+
+    def _loops(self, out: Value, body: list[str]) -> None:
+        rank = len(_shape(out))
+        idx = [f"i{a}" for a in range(rank)]
+        lines = []
+        for a in range(rank):
+            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(out, a)}; {idx[a]}++) {{")
+        lines += ["  " * rank + b for b in body]
+        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
+        self.lines += ["{"] + lines + ["}"]
+
+    def _elementwise(self, ops: list[Op], result: Value) -> None:
+        self._fused(ops, ops[-1].results[0], result)
+
+    def _generate(self) -> str:
+        self.lines = []
+        for o in self.ops:
+            self._emit(o)
+        head = ["#include <stdint.h>", "#include <string.h>", "#include <math.h>",
+                f"#define SMALL_MATMUL {SMALL_MATMUL}", _PRELUDE,
+                "int pliant_kernel(void **p, const int64_t *s) {",
+                f"  char *arena = (char *)p[{len(self.inputs) + len(self.outputs)}];"]
+        for v in self.values:
+            kind, k = self.storage[v]
+            ct = C_TYPES[_dtype(v)]
+            if kind == "in":
+                src = f"p[{k}]"
+            elif kind == "out":
+                src = f"p[{len(self.inputs) + k}]"
+            elif kind == "array":
+                src = f"p[{len(self.inputs) + len(self.outputs) + 1 + k}]"
+            elif kind == "arena":
+                src = f"(arena + s[{self.offset_slot[k]}])"
+            else:
+                src = f"v{k}"
+            head.append(f"  {ct} *restrict v{self.vid[v]} = ({ct} *){src};" if kind != "alias"
+                        else f"  {ct} *v{self.vid[v]} = ({ct} *){src};")
+        # NOTE: aliases share memory with their source: restrict would be a lie for them, and for the
+        # source too -- drop it everywhere an alias exists
+        if any(self.storage[v][0] == "alias" for v in self.values):
+            head = [h.replace(" *restrict ", " *") for h in head]
+        # NOTE: sizes are copied to locals: read through ``s`` they could alias the int64 outputs, and the
+        # compiler would reload them in every loop and vectorise nothing
+        body = [re.sub(r"\bs\[(\d+)\]", r"S\1", line) for line in self.lines]
+        used = sorted({int(m) for line in self.lines for m in re.findall(r"\bs\[(\d+)\]", line)})
+        locals_ = [f"  const int64_t S{k} = s[{k}];" for k in used]
+        return "\n".join(head + locals_ + ["  " + line for line in body] + ["  return 0;", "}"]) + "\n"
+
+    # -- emitters --------------------------------------------------------------------------------
+    def _emit(self, o: Op) -> None:
+        name = o.name
+        r = o.results[0]
+        if o.domain == "pliant" and name == "Fused":
+            body = o.regions["body"].block
+            self._fused(list(body.ops), body.outputs[0], r)
+        elif o.domain == "pliant" and name == "ShapeExpr":
+            if self.storage[r][0] == "out":
+                self.lines.append(f"memcpy({self._p(r)}, p[{len(self.inputs) + len(self.outputs) + 1 + self.plan_arrays.index(o)}], "
+                                  f"(size_t)({self._size(r)}) * sizeof(int64_t));")
+        elif name in _ALIASES:
+            if self.storage[r][0] != "alias":
+                src = o.operands[0]
+                assert src is not None
+                self.lines.append(f"memcpy({self._p(r)}, {self._p(src)}, (size_t)({self._size(r)}) * sizeof({C_TYPES[_dtype(r)]}));")
+        elif name == "MatMul":
+            self._matmul(o)
+        elif name == "Gemm":
+            self._gemm(o)
+        elif name in ("Softmax", "LogSoftmax"):
+            self._softmax(o, log=name == "LogSoftmax")
+        elif name == "LayerNormalization":
+            self._layer_norm(o)
+        elif name == "Transpose":
+            self._transpose(o)
+        elif name == "Concat":
+            self._concat(o)
+        elif name == "Slice":
+            self._slice(o)
+        elif name == "Gather":
+            self._gather(o)
+        else:
+            self._elementwise([o], r)
+
+    def _fused(self, inner: list[Op], body_out: Value, result: Value) -> None:
+        out = _shape(result)
+        idx = [f"i{a}" for a in range(len(out))]
+        temps: dict[Value, str] = {}
+        body: list[str] = []
+        for n, o in enumerate(inner):
+            args = []
+            for v in o.operands:
+                assert v is not None
+                args.append(temps[v] if v in temps else f"{self._p(v)}[{self._index(v, out, idx)}]")
+            expr = _elementwise_expr(o)
+            assert expr is not None
+            body.append(f"const {C_TYPES[_dtype(o.results[0])]} t{n} = {expr.format(*args)};")
+            temps[o.results[0]] = f"t{n}"
+        body.append(f"{self._p(result)}[{self._index(result, out, idx)}] = {temps[body_out]};")
+        self._loops(result, body)
+
+    def _matmul(self, o: Op) -> None:
+        a, b = o.operands[0], o.operands[1]
+        assert a is not None and b is not None
+        r = o.results[0]
+        so = _shape(r)
+        nb = len(so) - 2
+        m, n, k = self._d(r, nb), self._d(r, nb + 1), self._d(a, len(_shape(a)) - 1)
+        idx = [f"i{q}" for q in range(nb)]
+        body = [f"mm(s, {m}, {n}, {k}, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
+                f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
+                f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n});"]
+        lines = []
+        for q in range(nb):
+            lines.append("  " * q + f"for (int64_t {idx[q]} = 0; {idx[q]} < {self._d(r, q)}; {idx[q]}++) {{")
+        lines += ["  " * nb + x for x in body]
+        lines += ["  " * (nb - 1 - q) + "}" for q in range(nb)]
+        self.lines += ["{"] + lines + ["}"]
+
+    def _batch(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
+        """The linear batch index of ``v`` (its dims before the last two) for output batch index ``idx``."""
+        s = _shape(v)
+        nb, onb = len(s) - 2, len(out) - 2
+        off = onb - nb
+        expr = ""
+        for p in range(nb):
+            i = "0" if s[p] == 1 else idx[p + off]
+            expr = i if not expr else f"({expr}) * {self._d(v, p)} + {i}"
+        return expr or "0"
+
+    def _gemm(self, o: Op) -> None:
+        a, b = o.operands[0], o.operands[1]
+        c = o.operands[2] if len(o.operands) > 2 else None
+        assert a is not None and b is not None
+        r = o.results[0]
+        ta, tb = _attr_int(o, "transA", 0), _attr_int(o, "transB", 0)
+        alpha = float(o.attrs.get("alpha", 1.0))  # type: ignore[arg-type]
+        beta = float(o.attrs.get("beta", 1.0))  # type: ignore[arg-type]
+        m, n = self._d(r, 0), self._d(r, 1)
+        k = self._d(a, 0 if ta else 1)
+        self.lines.append(f"gemm_t(s, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)});")
+        if c is not None and beta != 0.0:
+            out = _shape(r)
+            idx = ["i0", "i1"]
+            self._loops(r, [f"{self._p(r)}[i0 * {n} + i1] += {beta!r}f * {self._p(c)}[{self._index(c, out, idx)}];"])
+
+    def _softmax(self, o: Op, log: bool) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        n = self._d(x, rank - 1)
+        rows = self._size(x, 0, rank - 1)
+        fin = ("for (int64_t i = 0; i < n; i++) y[i] = x[i] - mx - logf(sum);" if log else
+               "const float inv = 1.0f / sum; for (int64_t i = 0; i < n; i++) y[i] *= inv;")
+        keep = "" if log else "y[i] = e; "
+        self.lines += [
+            f"for (int64_t row = 0; row < {rows}; row++) {{",
+            f"  const int64_t n = {n}; const float *x = {self._p(x)} + row * n; float *y = {self._p(r)} + row * n;",
+            "  float mx = -INFINITY; for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
+            f"  float sum = 0.0f; for (int64_t i = 0; i < n; i++) {{ const float e = expf(x[i] - mx); {keep}sum += e; }}",
+            f"  {fin}",
+            "}",
+        ]
+
+    def _layer_norm(self, o: Op) -> None:
+        x, sc = o.operands[0], o.operands[1]
+        bias = o.operands[2] if len(o.operands) > 2 else None
+        assert x is not None and sc is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        eps = float(o.attrs.get("epsilon", 1e-5))  # type: ignore[arg-type]
+        b = f"+ {self._p(bias)}[i]" if bias is not None else ""
+        self.lines += [
+            f"for (int64_t row = 0; row < {self._size(x, 0, rank - 1)}; row++) {{",
+            f"  const int64_t n = {self._d(x, rank - 1)}; const float *x = {self._p(x)} + row * n; "
+            f"float *y = {self._p(r)} + row * n;",
+            "  double sum = 0.0; for (int64_t i = 0; i < n; i++) sum += x[i];",
+            "  const float mean = (float)(sum / n);",
+            "  double sq = 0.0; for (int64_t i = 0; i < n; i++) { const float d = x[i] - mean; sq += (double)d * d; }",
+            f"  const float inv = 1.0f / sqrtf((float)(sq / n) + {eps!r}f);",
+            f"  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * {self._p(sc)}[i] {b};",
+            "}",
+        ]
+
+    def _transpose(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        perm_attr = o.attrs.get("perm")
+        perm = [int(p) for p in perm_attr] if isinstance(perm_attr, list | tuple) else list(  # type: ignore[arg-type]
+            reversed(range(rank)))
+        idx = [f"i{a}" for a in range(rank)]
+        src_idx = [""] * rank
+        for q, p in enumerate(perm):
+            src_idx[p] = idx[q]
+        expr = ""
+        for p in range(rank):
+            expr = src_idx[p] if not expr else f"({expr}) * {self._d(x, p)} + {src_idx[p]}"
+        self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{expr or '0'}];"])
+
+    def _concat(self, o: Op) -> None:
+        r = o.results[0]
+        rank = len(_shape(r))
+        axis = _attr_int(o, "axis", 0) % rank
+        ct = C_TYPES[_dtype(r)]
+        outer = self._size(r, 0, axis)
+        self.lines.append(f"{{ int64_t off = 0; const int64_t outer = {outer}, inner_out = {self._size(r, axis)};")
+        for v in o.operands:
+            assert v is not None
+            self.lines += [
+                f"  {{ const int64_t inner = {self._size(v, axis)};",
+                f"    for (int64_t q = 0; q < outer; q++) memcpy({self._p(r)} + q * inner_out + off, "
+                f"{self._p(v)} + q * inner, (size_t)inner * sizeof({ct}));",
+                "    off += inner; }",
+            ]
+        self.lines.append("}")
+
+    def _slice(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        starts, ends = _const_ints(o.operands[1]), _const_ints(o.operands[2])
+        axes = _const_ints(o.operands[3]) if len(o.operands) > 3 and o.operands[3] is not None else list(range(rank))
+        steps = _const_ints(o.operands[4]) if len(o.operands) > 4 and o.operands[4] is not None else [1] * rank
+        assert starts is not None and ends is not None and axes is not None and steps is not None
+        spec = {a % rank: (st, en, sp) for a, st, en, sp in zip(axes, starts, ends, steps)}
+        idx = [f"i{a}" for a in range(rank)]
+        src = ""
+        for a in range(rank):
+            if a in spec:
+                st, en, sp = spec[a]
+
+                def begin(shapes: dict[Value, tuple[int, ...]], a: int = a, st: int = st, en: int = en,
+                          sp: int = sp) -> int:
+                    b, e, step = slice(st, en, sp).indices(shapes[x][a])
+                    if len(range(b, e, step)) != shapes[r][a]:
+                        raise _Mismatch(f"Slice: axis {a} has {len(range(b, e, step))} elements, typed {shapes[r][a]}")
+                    return b
+
+                i = f"({self._extra(begin)} + {idx[a]} * {sp})"
+            else:
+                i = idx[a]
+            src = i if not src else f"({src}) * {self._d(x, a)} + {i}"
+        self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
+
+    def _gather(self, o: Op) -> None:
+        d, ind = o.operands[0], o.operands[1]
+        assert d is not None and ind is not None
+        r = o.results[0]
+        rank = len(_shape(d))
+        axis = _attr_int(o, "axis", 0) % rank
+        ct = C_TYPES[_dtype(r)]
+        self.lines += [
+            f"{{ const int64_t outer = {self._size(d, 0, axis)}, n = {self._size(ind)}, dim = {self._d(d, axis)}, "
+            f"inner = {self._size(d, axis + 1)};",
+            "  for (int64_t q = 0; q < outer; q++) for (int64_t j = 0; j < n; j++) {",
+            f"    int64_t k = {self._p(ind)}[j]; if (k < 0) k += dim; if (k < 0 || k >= dim) return 1;",
+            f"    const {ct} *src = {self._p(d)} + (q * dim + k) * inner; {ct} *dst = {self._p(r)} + (q * n + j) * inner;",
+            "    for (int64_t t = 0; t < inner; t++) dst[t] = src[t];",
+            "  }",
+            "}",
+        ]
+
+    # -- running ---------------------------------------------------------------------------------
+    def _plan(self, xs: Sequence[np.ndarray]) -> _Plan:
+        env: dict[str, int] = {}
+        for name, (k, a, expr, sym) in self.binders.items():
+            actual = xs[k].shape[a]
+            if expr is sym:
+                env[name] = actual
+            else:
+                sol = sympy.solve(sympy.Eq(expr, actual), sym)
+                if len(sol) != 1 or not sol[0].is_integer:
+                    raise _Mismatch(f"{name} has no integer value for size {actual}")
+                env[name] = int(sol[0])
+        dims = self.dims_fn(env)
+        if any(d is None or d < 0 for d in dims):
+            raise _Mismatch("a size evaluates below 0")
+        shapes: dict[Value, tuple[int, ...]] = {}
+        for k, v in enumerate(self.values):
+            shapes[v] = tuple(int(dims[self.dim_slot[(k, a)] - 2] or 0) for a in range(len(_shape(v))))
+        for k, v in enumerate(self.inputs):
+            assert v is not None
+            if shapes[v] != tuple(xs[k].shape):
+                raise _Mismatch(f"input {k} has shape {tuple(xs[k].shape)}, the region's types say {shapes[v]}")
+        offsets, arena = self._memory(shapes)
+        extras = [fn(shapes) for fn in self.extras]
+        arrays = [self._shape_expr(o, shapes) for o in self.plan_arrays]
+        from pliant.runtime.blas_conv import BlasUnavailableError, sgemm
+
+        try:
+            address, ilp64 = sgemm()
+        except BlasUnavailableError:
+            address, ilp64 = 0, True
+        values = [address, int(ilp64), *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)], *extras]
+        return _Plan((ctypes.c_int64 * max(1, len(values)))(*values), arena,
+                     [shapes[v] for v in self.outputs], arrays)
+
+    def _memory(self, shapes: dict[Value, tuple[int, ...]]) -> tuple[dict[int, int], int]:
+        """Arena offsets (first fit over the region's order) of the values kept in the arena, and its size."""
+        last: dict[Value, int] = {}
+        for n, o in enumerate(self.ops):
+            for v in o.operands:
+                if v is not None and v in self.storage:
+                    last[self._root(v)] = n
+            if o.domain == "pliant" and o.name == "Fused":
+                for inner in o.regions["body"].block.walk():
+                    for w in inner.operands:
+                        if w is not None and w in self.storage:
+                            last[self._root(w)] = n
+        live: list[tuple[int, int, Value]] = []  # (offset, end, value)
+        offsets: dict[int, int] = {}
+        top = 0
+        for n, o in enumerate(self.ops):
+            for res in o.results:
+                if self.storage[res][0] != "arena":
+                    continue
+                size = max(1, math.prod(shapes[res]) * NP_TYPES[_dtype(res)].itemsize)
+                size = (size + _ALIGN - 1) // _ALIGN * _ALIGN
+                at = 0
+                for off, end, _ in sorted(live, key=lambda t: t[0]):
+                    if at + size <= off:
+                        break
+                    at = max(at, end)
+                live.append((at, at + size, res))
+                offsets[self.vid[res]] = at
+                top = max(top, at + size)
+            live = [t for t in live if last.get(t[2], -1) > n]
+        return offsets, top
+
+    def _shape_expr(self, o: Op, shapes: dict[Value, tuple[int, ...]]) -> np.ndarray:
+        from pliant.ops.shape_expr import _compiled
+
+        symbols = tuple(str(s) for s in o.attrs["symbols"])  # type: ignore[union-attr]
+        bind = [int(b) for b in o.attrs["bind"]]  # type: ignore[union-attr, arg-type]
+        env: dict[str, int] = {}
+        for j, name in enumerate(symbols):
+            src = o.operands[bind[2 * j]]
+            assert src is not None
+            if src not in shapes:
+                raise _Mismatch(f"ShapeExpr reads the size of a value the region does not know: {src}")
+            env[name] = shapes[src][bind[2 * j + 1]]
+        vals = _compiled(tuple(str(e) for e in o.attrs["exprs"]), symbols)(env)  # type: ignore[union-attr]
+        shape = tuple(int(d) for d in o.attrs["shape"])  # type: ignore[union-attr, arg-type]
+        return np.array(vals, dtype=np.int64).reshape(shape)
+
+    def load(self) -> None:
+        """Compile (or fetch from the cache) the C function; raises CompilerNotFoundError/CompileError."""
+        if self._fn is None:
+            from pliant.kernels import cache
+            from pliant.kernels.toolchain import find_toolchain
+
+            self._fn = cache.load(self.source, find_toolchain()).fn
+
+    def run(self, xs: list[Any]) -> list[np.ndarray]:
+        """The region's outputs for inputs ``xs``; raises ``_Mismatch`` where it must run op by op.
+
+        Constant inputs (weights) are the same arrays at every call: their pointers are taken once.
+        """
+        from pliant.kernels.compiled import data_pointers
+
+        dyn, dtypes = self._dyn, self._in_dtypes
+        for k in dyn:
+            x = xs[k]
+            if type(x) is not np.ndarray or not x.flags.c_contiguous or x.dtype != dtypes[k]:
+                raise _Mismatch("an input is not a C-contiguous array of its type")
+        key = tuple([xs[k].shape for k in dyn])
+        plan = self._plans[key] if key in self._plans else self._new_plan(key, xs)
+        if plan is None:
+            raise _Mismatch("this signature runs op by op")
+        consts = self._consts
+        if consts is None:
+            consts = self._take_constants(xs)
+        for k, obj in consts:
+            if xs[k] is not obj:
+                raise _Mismatch("a constant input changed")
+        outs = [np.empty(shape, dt) for shape, dt in zip(plan.out_shapes, self._out_dtypes)]
+        arena = getattr(self._local, "arena", None)
+        if arena is None or arena.nbytes < plan.arena_bytes:
+            arena = self._local.arena = np.empty(max(plan.arena_bytes, 64), np.uint8)
+        ptrs = list(self._const_ptrs)
+        for k, ptr in zip(dyn, data_pointers([xs[k] for k in dyn])):
+            ptrs[k] = ptr
+        ptrs += data_pointers([*outs, arena, *plan.arrays])
+        rc = self._fn((ctypes.c_void_p * len(ptrs))(*ptrs), plan.sizes)
+        if rc != 0:
+            raise _Mismatch(f"the native unit returned {rc}")
+        return outs
+
+    def _new_plan(self, key: tuple[Any, ...], xs: list[Any]) -> _Plan | None:
+        try:
+            if any(type(x) is not np.ndarray or not x.flags.c_contiguous for x in xs):
+                raise _Mismatch("an input is not a C-contiguous array")
+            plan: _Plan | None = self._plan(xs)
+        except _Mismatch:
+            plan = None
+        with self._lock:
+            if len(self._plans) < 64:
+                self._plans[key] = plan
+        return plan
+
+    def _take_constants(self, xs: list[Any]) -> list[tuple[int, np.ndarray]]:
+        from pliant.kernels.compiled import data_pointers
+
+        consts = [(k, xs[k]) for k in range(len(xs)) if k not in set(self._dyn)]
+        for k, x in consts:
+            if type(x) is not np.ndarray or not x.flags.c_contiguous or x.dtype != self._in_dtypes[k]:
+                raise _Mismatch("a constant input is not a C-contiguous array of its type")
+        ptrs = [0] * len(xs)
+        for (k, _), ptr in zip(consts, data_pointers([x for _, x in consts])):
+            ptrs[k] = ptr
+        with self._lock:
+            self._const_ptrs, self._consts = ptrs, consts
+        return consts
+
+
+MISMATCH = _Mismatch
+
+_PRELUDE = r"""
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                           const float *, int64_t, float, float *, int64_t);
+typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,
+                           const float *, int, float, float *, int);
+/* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n) or (n x k) */
+static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *restrict a, const float *restrict b, float *restrict c) {
+    if (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0) {
+        for (int64_t i = 0; i < m; i++) {
+            float *restrict cr = c + i * n;
+            for (int64_t j = 0; j < n; j++) cr[j] = 0.0f;
+            int64_t q = 0;
+            if (!ta && !tb) {
+                /* four rows of B per pass over the row of C: a third of the loads and stores of C */
+                for (; q + 4 <= k; q += 4) {
+                    const float a0 = alpha * a[i * k + q], a1 = alpha * a[i * k + q + 1];
+                    const float a2 = alpha * a[i * k + q + 2], a3 = alpha * a[i * k + q + 3];
+                    const float *restrict b0 = b + q * n, *restrict b1 = b0 + n, *restrict b2 = b1 + n, *restrict b3 = b2 + n;
+                    for (int64_t j = 0; j < n; j++) cr[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+                }
+            }
+            for (; q < k; q++) {
+                const float av = alpha * (ta ? a[q * m + i] : a[i * k + q]);
+                if (!tb) { const float *br = b + q * n; for (int64_t j = 0; j < n; j++) cr[j] += av * br[j]; }
+                else { for (int64_t j = 0; j < n; j++) cr[j] += av * b[j * k + q]; }
+            }
+        }
+        return;
+    }
+    void *f = (void *)(intptr_t)s[0];
+    const int oa = ta ? TRANS : NO_TRANS, ob = tb ? TRANS : NO_TRANS;
+    const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+    if (s[1]) ((sgemm64_fn)f)(ROW_MAJOR, oa, ob, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, n);
+    else ((sgemm32_fn)f)(ROW_MAJOR, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)n);
+}
+static void mm(const int64_t *s, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c) {
+    gemm_t(s, 0, 0, m, n, k, 1.0f, a, b, c);
+}
+"""
