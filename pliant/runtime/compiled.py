@@ -93,6 +93,7 @@ class CompiledModel:
         self.module = module
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)
+        self._feed_spec = _feed_spec(module.entry)
         self.compile_seconds = time.perf_counter() - t0
         self._peak_cache: tuple[Dim, Any] | None = None
         self._last_dims: dict[str, int] = {}
@@ -113,7 +114,12 @@ class CompiledModel:
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Run on ``feeds`` (input name -> array); returns output name -> value."""
         fn = self.module.entry
-        args = check_feeds(fn, feeds)
+        fast = _fast_feeds(self._feed_spec, feeds)
+        if fast is None:
+            args = check_feeds(fn, feeds)
+            dims = _bindings(fn, args)
+        else:
+            args, dims = fast
         sig = _signature(args)
         program = self._versions.get(sig) if sig is not None else None
         if program is None:
@@ -121,7 +127,6 @@ class CompiledModel:
             if sig is not None and self._source is not None:
                 self._count(sig)
         outs = program.run(args)
-        dims = _bindings(fn, args)
         with self._lock:
             self._last_dims = dims
         return dict(zip(fn.result_names, (_owned(x) for x in outs)))
@@ -232,6 +237,58 @@ def _owned(x: Any) -> Any:
     if isinstance(x, np.ndarray) and (not x.flags.writeable or x.base is not None):
         return np.array(x)
     return x
+
+
+FeedSpec = list[tuple[str, Any, tuple[tuple[bool, Any], ...]]]
+
+
+def _feed_spec(fn: Any) -> FeedSpec | None:
+    """Per input: name, NumPy dtype, per axis (is a symbol, the symbol's name or the constant size); None where
+    some input is not a tensor of known dtype whose dims are constants or plain symbols."""
+    from pliant.ir.dims import Sym
+
+    spec = []
+    for name, v in zip(fn.input_names, fn.inputs):
+        t = v.type
+        if not isinstance(t, TensorType) or t.dtype is None or t.shape is None:
+            return None
+        try:
+            dt = np.dtype(t.dtype.numpy)
+        except TypeError:
+            return None
+        if dt.kind in "OUS":
+            return None
+        axes: list[tuple[bool, Any]] = []
+        for d in t.shape:
+            if isinstance(d, int):
+                axes.append((False, d))
+            elif isinstance(d, Sym) and d.is_symbol:
+                axes.append((True, str(d)))
+            else:
+                return None
+        spec.append((name, dt, tuple(axes)))
+    return spec
+
+
+def _fast_feeds(spec: FeedSpec | None, feeds: Mapping[str, Any]) -> tuple[list[Any], dict[str, int]] | None:
+    """The feeds in input order and the symbols they bind, when they match ``spec`` exactly; None otherwise
+    (``check_feeds`` then checks them, and names what is wrong)."""
+    if spec is None or len(feeds) != len(spec):
+        return None
+    args = []
+    bound: dict[str, int] = {}
+    for name, dt, axes in spec:
+        x = feeds.get(name)
+        if type(x) is not np.ndarray or x.dtype != dt or x.ndim != len(axes):
+            return None
+        for (is_sym, d), n in zip(axes, x.shape):
+            if is_sym:
+                if bound.setdefault(d, n) != n:
+                    return None
+            elif d != n:
+                return None
+        args.append(x)
+    return args, bound
 
 
 def _bindings(fn: Any, args: list[Any]) -> dict[str, int]:

@@ -47,6 +47,7 @@ from pliant.ir.core import Op, Value
 from pliant.ir.dims import Dim, Sym, compile_dims, dim_symbols, dims_equal
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
+from pliant.kernels.builtins import C_HELPERS
 from pliant.ops.typing import constant_value
 
 __all__ = ["RegionUnit", "UnsupportedRegion", "supports"]
@@ -103,9 +104,9 @@ def _const_ints(v: Value | None) -> list[int] | None:
     return [int(x) for x in c.reshape(-1)]
 
 
-_UNARY_F = {"Relu": "({0} < 0.0f ? 0.0f : {0})", "Neg": "(-{0})", "Abs": "fabsf({0})", "Exp": "expf({0})",
-            "Log": "logf({0})", "Sqrt": "sqrtf({0})", "Tanh": "tanhf({0})", "Erf": "erff({0})",
-            "Sigmoid": "(1.0f / (1.0f + expf(-{0})))", "Reciprocal": "(1.0f / {0})", "Floor": "floorf({0})",
+_UNARY_F = {"Relu": "({0} < 0.0f ? 0.0f : {0})", "Neg": "(-{0})", "Abs": "fabsf({0})", "Exp": "pl_expf({0})",
+            "Log": "logf({0})", "Sqrt": "sqrtf({0})", "Tanh": "pl_tanhf({0})", "Erf": "erff({0})",
+            "Sigmoid": "pl_sigmoidf({0})", "Reciprocal": "(1.0f / {0})", "Floor": "floorf({0})",
             "Ceil": "ceilf({0})", "Sin": "sinf({0})", "Cos": "cosf({0})", "Identity": "{0}"}
 _BINARY_F = {"Add": "({0} + {1})", "Sub": "({0} - {1})", "Mul": "({0} * {1})", "Div": "({0} / {1})",
              "Pow": "powf({0}, {1})"}
@@ -454,6 +455,8 @@ class RegionUnit:
         idx = [f"i{a}" for a in range(rank)]
         lines = []
         for a in range(rank):
+            if a == rank - 1:
+                lines.append("  " * a + "_Pragma(\"omp simd\")")
             lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(out, a)}; {idx[a]}++) {{")
         lines += ["  " * rank + b for b in body]
         lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
@@ -466,8 +469,8 @@ class RegionUnit:
         self.lines = []
         for o in self.ops:
             self._emit(o)
-        head = ["#include <stdint.h>", "#include <string.h>", "#include <math.h>",
-                f"#define SMALL_MATMUL {SMALL_MATMUL}", _PRELUDE,
+        head = ["#include <stdint.h>", "#include <string.h>", "#include <math.h>", C_HELPERS,
+                *_vector_decls(self.lines), f"#define SMALL_MATMUL {SMALL_MATMUL}", _PRELUDE,
                 "int pliant_kernel(void **p, const int64_t *s) {",
                 f"  char *arena = (char *)p[{len(self.inputs) + len(self.outputs)}];"]
         for v in self.values:
@@ -606,8 +609,10 @@ class RegionUnit:
         self.lines += [
             f"for (int64_t row = 0; row < {rows}; row++) {{",
             f"  const int64_t n = {n}; const float *x = {self._p(x)} + row * n; float *y = {self._p(r)} + row * n;",
-            "  float mx = -INFINITY; for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
-            f"  float sum = 0.0f; for (int64_t i = 0; i < n; i++) {{ const float e = expf(x[i] - mx); {keep}sum += e; }}",
+            "  float mx = -INFINITY;",
+            "  _Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
+            "  float sum = 0.0f;",
+            f"  _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) {{ const float e = pl_expf(x[i] - mx); {keep}sum += e; }}",
             f"  {fin}",
             "}",
         ]
@@ -624,10 +629,13 @@ class RegionUnit:
             f"for (int64_t row = 0; row < {self._size(x, 0, rank - 1)}; row++) {{",
             f"  const int64_t n = {self._d(x, rank - 1)}; const float *x = {self._p(x)} + row * n; "
             f"float *y = {self._p(r)} + row * n;",
-            "  double sum = 0.0; for (int64_t i = 0; i < n; i++) sum += x[i];",
-            "  const float mean = (float)(sum / n);",
-            "  double sq = 0.0; for (int64_t i = 0; i < n; i++) { const float d = x[i] - mean; sq += (double)d * d; }",
-            f"  const float inv = 1.0f / sqrtf((float)(sq / n) + {eps!r}f);",
+            "  float sum = 0.0f;",
+            "  _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) sum += x[i];",
+            "  const float mean = sum / (float)n;",
+            "  float sq = 0.0f;",
+            "  _Pragma(\"omp simd reduction(+:sq)\") for (int64_t i = 0; i < n; i++) { const float d = x[i] - mean; sq += d * d; }",
+            f"  const float inv = 1.0f / sqrtf(sq / (float)n + {eps!r}f);",
+            "  _Pragma(\"omp simd\")",
             f"  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * {self._p(sc)}[i] {b};",
             "}",
         ]
@@ -867,6 +875,18 @@ class RegionUnit:
 
 
 MISMATCH = _Mismatch
+
+
+def _vector_decls(lines: list[str]) -> list[str]:
+    """``simd`` declarations of the libm functions the code calls that libmvec vectorises (as the kernel layer's)."""
+    from pliant.kernels.toolchain import find_toolchain
+
+    tc = find_toolchain()
+    if not tc.openmp_simd:
+        return []
+    text = "\n".join(lines)
+    return [f'float {fn}f(float{", float" if fn in ("pow", "atan2", "hypot") else ""}) __attribute__((simd("notinbranch")));'
+            for fn in sorted(tc.vector_math) if re.search(rf"\b{fn}f\(", text)]
 
 _PRELUDE = r"""
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
