@@ -47,6 +47,14 @@ OpenMP thread takes 30-50 us on the 2-vCPU machine measured, so 2 threads lost b
 multiply-adds (a 16->16 3x3 convolution of 24x24: 38 us against 36) and won from about 2.4M (32x32: 59 us
 against 63; 32->32 of 32x32: 128 against 216)."""
 
+DIRECT_WASTE = 320
+"""When the weights meet a zero-padded copy of the input in place (conv.c's DIRECT, width stride 1) instead of
+gathered patches: when the percentage of an output row's vector lanes past its end, times the output
+channels per group, is at most this.  Measured at 1 thread (best of many calls): 16 channels of 40 columns
+(17% lanes wasted) 89 us direct against 93 gathered, 24 columns (25%) 37 against 36; 32 channels of 24
+columns 134 against 114; 64 of 40 columns 1307 against 1142; with no lane wasted direct won from 16 to 128
+channels (49 against 58 us at 16 channels of 32x32, 2827 against 2881 at 128)."""
+
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),
             ("cblas_sgemm", False))
@@ -103,7 +111,7 @@ def _kernel() -> Any:
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
-_INT64S = ctypes.c_int64 * 20
+_INT64S = ctypes.c_int64 * 21
 _POINTERS = ctypes.c_void_p * 6
 
 
@@ -129,14 +137,14 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
         raise ValueError(f"conv: the residual input has shape {z.shape}, expected {y.shape}")
     # NOTE: the sizes depend on the geometry only; a ctypes array of them costs 2 us to build, a look-up 0.3
     key = (*x.shape, *w.shape, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
-           K_BLOCK, PARALLEL_WORK)
+           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE)
     sizes = _SIZES.get(key)
     if sizes is None:
         n, c, h, wd = x.shape
         m, _, kh, kw = w.shape
         sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
                         dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
-                        K_BLOCK, PARALLEL_WORK)
+                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE)
         if len(_SIZES) < _SIZES_KEPT:
             _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()

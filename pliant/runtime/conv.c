@@ -6,13 +6,12 @@
  * act: 0 none, 1 max(v, 0), 2 min(max(v, lo), hi), 3 v < 0 ? alpha*v : v.
  *
  * Per image and group the product is Y (mg x OH*OW) = W (mg x K) * P (K x OH*OW), K = Cg*KH*KW, P the
- * patch matrix.  The weights are packed once per call into MR-row panels (K x MR, k-major, zero rows past
- * the group's end).  The output columns are cut into blocks (tasks, shared out over OpenMP threads); a
- * task gathers its block of P, KC rows at a time, directly as NR-column panels (KC x NR contiguous, zero
- * past the image's end), so P is never packed twice, then runs the MR x NR microkernel over every
- * (weight panel, patch panel) pair.  The last K block applies the epilogue in the microkernel's store,
- * while the tile is in registers.  Nothing is shared between tasks but read-only input, so one
- * `omp parallel` region does the whole call (no other thread pool is woken).
+ * patch matrix.  The output columns are cut into blocks (tasks, shared out over OpenMP threads); a task
+ * gathers its block of P, KC rows at a time, directly as NR-column panels (KC x NR contiguous, zero past
+ * the image's end), so P is never packed twice, then runs the MR x NR microkernel over every (MR rows of
+ * the weights, read in place; patch panel) pair.  The last K block applies the epilogue in the
+ * microkernel's store, while the tile is in registers.  Nothing is shared between tasks but read-only
+ * input, so one `omp parallel` region does the whole call (no other thread pool is woken).
  *
  * A stride s > 1 along the width is first split into s phases per input row (x[.., t*s + p] at phase p,
  * position t), after which every window row is a contiguous run again, as for stride 1, and the gather
@@ -36,7 +35,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, or plain C ----------------------------------------------------
@@ -140,41 +139,78 @@ static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) 
     return v;
 }
 
-/* c[0:mr, 0:nr] = (accumulate ? c : 0) + a (kc x MR panel) * b (kc x NR panel), then the epilogue e if any */
-static void micro(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, int64_t ldc,
-                  int mr, int nr, int accumulate, const epilogue *e) {
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+/* A tile: MR rows of C (ldc apart) by NV vectors of VL columns, vector v at c[v] (with the residual at
+ * z[v]) and nl[v] of its lanes inside the output.
+ * c = (accumulate ? c : 0) + a (mr rows, lda apart, kc columns) * B, then the epilogue e if any.
+ * B's row k, vector v: at b[0] + k*NR + v*VL (panel: a gathered panel) or at b[v] + kofs[k] (read in place
+ * from the input; exact: no lane at or past nl[v] is read).  nv (NV or NV/2) vectors are computed.
+ * The weights are read in place, not packed: broadcasts from 8 row streams ran as fast as from a packed
+ * panel (115-117 GFLOP/s either way at K = 576 and 2304), and packing cost up to 15% of a call (256 x 2304
+ * weights for 100 columns). */
+INLINE void micro_nv(int nv, int panel, int exact, int64_t kc, const float *restrict a, int64_t lda,
+                     const float *const *b, const int64_t *restrict kofs, float *const *c, const float *const *z,
+                     int64_t ldc, int mr, const int *nl, int accumulate, const epilogue *e) {
     vf acc[MR][NV];
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : 0) * lda; /* rows past mr: computed, not stored */
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = v_zero();
+        for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
     for (int64_t k = 0; k < kc; k++) {
         vf bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = v_load(b + v * VL);
-        for (int r = 0; r < MR; r++) {
-            const vf ar = v_set1(a[r]);
-            for (int v = 0; v < NV; v++) acc[r][v] = v_fma(ar, bv[v], acc[r][v]);
+        for (int v = 0; v < nv; v++) {
+            const float *bk = panel ? b[0] + k * NR + v * VL : b[v] + kofs[k];
+            bv[v] = exact ? v_load_n(bk, nl[v]) : v_load(bk);
         }
-        a += MR;
-        b += NR;
+        for (int r = 0; r < MR; r++) {
+            const vf x = v_set1(ar[r][k]);
+            for (int v = 0; v < nv; v++) acc[r][v] = v_fma(x, bv[v], acc[r][v]);
+        }
     }
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
-        float *cr = c + r * ldc;
-        const float *zr = e && e->z ? e->z + r * ldc : NULL;
-        for (int v = 0; v < NV; v++) {
-            const int n = nr - v * VL < VL ? nr - v * VL : VL;
-            if (n <= 0) break;
+        for (int v = 0; v < nv; v++) {
+            const int n = nl[v];
+            if (n <= 0) continue;
+            float *cr = c[v] + r * ldc;
+            const float *zr = z ? z[v] + r * ldc : NULL;
             vf x = acc[r][v];
             if (n == VL) {
-                if (accumulate) x = v_add(x, v_load(cr + v * VL));
-                if (e) x = finish(x, e, r, zr ? zr + v * VL : NULL, n);
-                v_store(cr + v * VL, x);
+                if (accumulate) x = v_add(x, v_load(cr));
+                if (e) x = finish(x, e, r, zr, n);
+                v_store(cr, x);
             } else {
-                if (accumulate) x = v_add(x, v_load_n(cr + v * VL, n));
-                if (e) x = finish(x, e, r, zr ? zr + v * VL : NULL, n);
-                v_store_n(cr + v * VL, x, n);
+                if (accumulate) x = v_add(x, v_load_n(cr, n));
+                if (e) x = finish(x, e, r, zr, n);
+                v_store_n(cr, x, n);
             }
         }
     }
+}
+
+/* a tile whose last half of vectors has no lane inside the output computes only the first half: 400
+ * columns in panels of 32 left 16 of the last one's to compute for nothing */
+static void tile(int panel, int exact, int64_t kc, const float *restrict a, int64_t lda, const float *const *b,
+                 const int64_t *restrict kofs, float *const *c, const float *const *z, int64_t ldc, int mr,
+                 const int *nl, int accumulate, const epilogue *e) {
+    const int half = nl[NV / 2] <= 0;
+    if (panel && half)
+        micro_nv(NV / 2, 1, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+    else if (panel)
+        micro_nv(NV, 1, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+    else if (exact && half)
+        micro_nv(NV / 2, 0, 1, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+    else if (exact)
+        micro_nv(NV, 0, 1, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+    else if (half)
+        micro_nv(NV / 2, 0, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+    else
+        micro_nv(NV, 0, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
 }
 
 /* --- the patch gather ---------------------------------------------------------------------------------
@@ -297,16 +333,26 @@ static void gather(const geometry *g, const float *src, int64_t cstride, int64_t
     }
 }
 
-/* --- one call: the weights packed, then tasks (column blocks) -------------------------------------------- */
+/* --- one call: tasks of output columns ---------------------------------------------------------------
+ * Three ways to feed B, chosen per call:
+ *   GATHER: the patches gathered into panels (above), for any geometry;
+ *   DIRECT: (width stride 1) B read in place from a zero-padded copy of the task's input rows, where every
+ *           window row of an output row is one contiguous run; tasks are whole output rows, a tile's vectors
+ *           each within one (so an output row of OW columns costs OW rounded up to a multiple of VL);
+ *   FLAT:   an unpadded stride-1 1x1 convolution, whose B is the input itself. */
+enum { GATHER, DIRECT, FLAT };
 
 typedef struct {
     const float *x, *w, *b, *z, *params;
     float *y;
-    int64_t C, H, W, M, OW, SH, SW, PT, DH, KH, G, act, cg, mg, K, ohw, wp, npm;
-    int64_t kcb, nkb, nc, npan, nchunks, nblk, ntasks, maxseg, rows_in;
+    int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, G, act, cg, mg, K, ohw, npm;
+    int mode;
+    int64_t kcb, nkb, nc, nblk, ntasks;
+    int64_t wp, npan, nchunks, maxseg, rows_in; /* GATHER: panels and segments per task, input rows split */
+    int64_t rows, wq, src_rows;                 /* DIRECT: output rows per task, padded row width,
+                                                   padded input rows per task */
     const int64_t *koff;
     geometry geo;
-    float *apack;
 } job;
 
 typedef struct {
@@ -314,82 +360,187 @@ typedef struct {
     char *table;
 } scratch;
 
-/* the weights of every group as MR-row panels, K x MR each, k-major; rows past a group's end are zero */
-static void pack_weights(const job *j) {
-    for (int64_t gp = 0; gp < j->G * j->npm; gp++) { /* panel gp: rows (gp % npm)*MR.. of group gp / npm */
-        const int64_t g = gp / j->npm, m0 = (gp - g * j->npm) * MR, rows = j->mg - m0 < MR ? j->mg - m0 : MR;
-        const float *wp = j->w + (g * j->mg + m0) * j->K;
-        float *a = j->apack + gp * j->K * MR;
-        for (int64_t k = 0; k < j->K; k++, a += MR) {
-            int64_t r = 0;
-            for (; r < rows; r++) a[r] = wp[r * j->K + k];
-            for (; r < MR; r++) a[r] = 0.0f;
-        }
-    }
-}
-
 static int thread_scratch(const job *j, scratch *s) {
-    s->panels = grow(&tl_panels, j->kcb * j->nc * (int64_t)sizeof(float));
-    s->table = grow(&tl_table, j->kcb * 12 + (j->nchunks + 1) * 4 +
-                                   j->maxseg * ((int64_t)sizeof(segment) + j->geo.KH * j->geo.KW * (int64_t)sizeof(lanes)));
-    s->split = j->SW > 1 ? grow(&tl_split, j->cg * j->rows_in * j->SW * j->wp * (int64_t)sizeof(float)) : NULL;
-    return s->panels && s->table && (s->split || j->SW == 1) ? 0 : -1;
+    const int64_t khw = j->KH * j->KW;
+    s->panels = s->split = NULL;
+    s->table = NULL;
+    if (j->mode == GATHER) {
+        s->panels = grow(&tl_panels, j->kcb * j->nc * (int64_t)sizeof(float));
+        s->table = grow(&tl_table, j->kcb * 12 + (j->nchunks + 1) * 4 +
+                                       j->maxseg * ((int64_t)sizeof(segment) + khw * (int64_t)sizeof(lanes)));
+        s->split = j->SW > 1 ? grow(&tl_split, j->cg * j->rows_in * j->SW * j->wp * (int64_t)sizeof(float)) : NULL;
+        return s->panels && s->table && (s->split || j->SW == 1) ? 0 : -1;
+    }
+    s->table = grow(&tl_table, (j->K > 0 ? j->K : 1) * (int64_t)sizeof(int64_t));
+    if (j->mode == FLAT) return s->table ? 0 : -1;
+    /* the padded rows and NR floats of slack for the lanes past an output row's end */
+    s->split = grow(&tl_split, (j->cg * j->src_rows * j->wq + NR) * (int64_t)sizeof(float));
+    return s->table && s->split ? 0 : -1;
 }
 
-/* task t: output columns [j0, j1) of one image and group, all its output channels */
-static void run_task(const job *j, int64_t t, const scratch *sc) {
-    const int64_t ng = t / j->nblk, n = ng / j->G, g = ng - n * j->G, khw = j->geo.KH * j->geo.KW;
-    const int64_t j0 = (t - ng * j->nblk) * j->nc, j1 = j0 + j->nc < j->ohw ? j0 + j->nc : j->ohw;
-    int64_t *kofs = (int64_t *)sc->table;
-    segment *seg = (segment *)(kofs + j->kcb);
-    lanes *lan = (lanes *)(seg + j->maxseg);
-    int32_t *kr = (int32_t *)(lan + j->maxseg * khw), *first = kr + j->kcb;
-    segments(&j->geo, j0, j1, j->nchunks, first, seg, lan);
-
-    const float *xg = j->x + (n * j->C + g * j->cg) * j->H * j->W, *src = xg;
-    int64_t cstride = j->H * j->W, origin = 0;
-    if (j->SW > 1) {
-        /* split the input rows the task reads into the width stride's phases (a few rows more than its share
-         * where tasks meet; in the task, so that it is shared out and stays in cache) */
-        const int64_t oh0 = j0 / j->OW, oh1 = (j1 - 1) / j->OW;
-        int64_t ir0 = oh0 * j->SH - j->PT, ir1 = oh1 * j->SH - j->PT + (j->KH - 1) * j->DH + 1;
-        ir0 = ir0 < 0 ? 0 : ir0 > j->H ? j->H : ir0;
-        ir1 = ir1 < ir0 ? ir0 : ir1 > j->H ? j->H : ir1;
-        const int64_t rows = ir1 - ir0, sw = j->SW, wp = j->wp;
-        for (int64_t c = 0; c < j->cg; c++)
-            for (int64_t ih = ir0; ih < ir1; ih++) {
-                const float *xr = xg + (c * j->H + ih) * j->W;
-                float *d = sc->split + (c * rows + ih - ir0) * sw * wp;
-                for (int64_t ph = 0; ph < sw; ph++, d += wp) {
-                    int64_t u = 0;
-                    for (; u * sw + ph < j->W; u++) d[u] = xr[u * sw + ph];
-                    for (; u < wp; u++) d[u] = 0.0f;
-                }
-            }
-        src = sc->split;
-        cstride = rows * sw * wp;
-        origin = ir0 * sw * wp;
+/* an input row of w floats as sw phases of wp: d[p*wp + u] = xr[u*sw + p], zero past the row's end */
+static void split_row(const float *restrict xr, float *restrict d, int64_t w, int64_t sw, int64_t wp) {
+#if defined(__AVX512F__)
+    if (sw == 2) { /* NOTE: the scalar loop below took 17% of a 16-channel 160x160 stride-2 convolution */
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (int64_t u = 0; u < wp; u += 16) {
+            const int64_t left = w - 2 * u; /* > 0: u < wp = ceil(w / 2) */
+            const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(left < 16 ? (int)left : 16), xr + 2 * u);
+            const __m512 hi = left > 16 ? _mm512_maskz_loadu_ps(first_lanes(left < 32 ? (int)left - 16 : 16), xr + 2 * u + 16)
+                                        : _mm512_setzero_ps();
+            const __mmask16 m = first_lanes(wp - u < 16 ? (int)(wp - u) : 16);
+            _mm512_mask_storeu_ps(d + u, m, _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_mask_storeu_ps(d + wp + u, m, _mm512_permutex2var_ps(lo, odd, hi));
+        }
+        return;
     }
+#endif
+    for (int64_t ph = 0; ph < sw; ph++, d += wp) {
+        const int64_t n = ph < w ? (w - ph + sw - 1) / sw : 0;
+        int64_t u = 0;
+        for (; u < n; u++) d[u] = xr[u * sw + ph];
+        for (; u < wp; u++) d[u] = 0.0f;
+    }
+}
 
+/* an input row with pl zeros in front and zeros after, wq floats in all */
+static void pad_row(const float *restrict xr, float *restrict d, int64_t w, int64_t pl, int64_t wq) {
+    const int64_t front = pl < wq ? pl : wq, n = w < wq - front ? w : wq - front;
+    memset(d, 0, (size_t)front * sizeof(float));
+    memcpy(d + front, xr, (size_t)n * sizeof(float));
+    memset(d + front + n, 0, (size_t)(wq - front - n) * sizeof(float));
+}
+
+/* the GEMM of one task over its K blocks: gathered panels, or B in place (kofs: every k's offset from the
+ * tile's base) for the tiles of output rows [oh0, oh1) (DIRECT: base rstride apart per row, tiles within a
+ * row) or of columns [j0, j1) (FLAT) */
+static void run_task(const job *j, int64_t t, const scratch *sc) {
+    const int64_t ng = t / j->nblk, n = ng / j->G, g = ng - n * j->G, khw = j->KH * j->KW;
+    const int64_t blk = t - ng * j->nblk;
+    const float *xg = j->x + (n * j->C + g * j->cg) * j->H * j->W;
     float *yg = j->y + (n * j->M + g * j->mg) * j->ohw;
     const float *zg = j->z ? j->z + (n * j->M + g * j->mg) * j->ohw : NULL;
+    const float *wg = j->w + g * j->mg * j->K;
+
+    int64_t j0, j1, oh0 = 0, oh1 = 0, rstride = 0;
+    const float *src = xg;
+    int64_t *kofs = (int64_t *)sc->table;
+    segment *seg = NULL;
+    lanes *lan = NULL;
+    int32_t *kr = NULL, *first = NULL;
+    int64_t cstride = j->H * j->W, origin = 0;
+    if (j->mode == DIRECT) {
+        oh0 = blk * j->rows, oh1 = oh0 + j->rows < j->OH ? oh0 + j->rows : j->OH;
+        j0 = oh0 * j->OW, j1 = oh1 * j->OW;
+        /* the zero-padded rows the task reads (a few more than its share where tasks meet) */
+        const int64_t pr0 = oh0 * j->SH, pr1 = (oh1 - 1) * j->SH + (j->KH - 1) * j->DH + 1, nrow = pr1 - pr0;
+        const int64_t wq = j->wq;
+        float *s = sc->split;
+        for (int64_t c = 0; c < j->cg; c++)
+            for (int64_t pr = pr0; pr < pr1; pr++, s += wq) {
+                const int64_t ih = pr - j->PT;
+                if (ih < 0 || ih >= j->H)
+                    memset(s, 0, (size_t)wq * sizeof(float));
+                else
+                    pad_row(xg + (c * j->H + ih) * j->W, s, j->W, j->PL, wq);
+            }
+        memset(s, 0, NR * sizeof(float)); /* read by lanes past the last output row's end, never stored */
+        src = sc->split;
+        rstride = j->SH * wq;
+        for (int64_t kh = 0; kh < j->KH; kh++)
+            for (int64_t kw = 0; kw < j->KW; kw++) kofs[kh * j->KW + kw] = kh * j->DH * wq + kw * j->DW;
+        for (int64_t k = khw; k < j->K; k++) kofs[k] = kofs[k - khw] + nrow * wq; /* the next channel */
+    } else {
+        j0 = blk * j->nc, j1 = j0 + j->nc < j->ohw ? j0 + j->nc : j->ohw;
+        if (j->mode == FLAT) {
+            for (int64_t k = 0; k < j->K; k++) kofs[k] = k * j->ohw;
+        } else {
+            seg = (segment *)(kofs + j->kcb);
+            lan = (lanes *)(seg + j->maxseg);
+            kr = (int32_t *)(lan + j->maxseg * khw), first = kr + j->kcb;
+            segments(&j->geo, j0, j1, j->nchunks, first, seg, lan);
+            if (j->SW > 1) {
+                /* split the input rows the task reads into the width stride's phases (a few rows more than
+                 * its share where tasks meet; in the task, so that it is shared out and stays in cache) */
+                const int64_t r0 = j0 / j->OW, r1 = (j1 - 1) / j->OW;
+                int64_t ir0 = r0 * j->SH - j->PT, ir1 = r1 * j->SH - j->PT + (j->KH - 1) * j->DH + 1;
+                ir0 = ir0 < 0 ? 0 : ir0 > j->H ? j->H : ir0;
+                ir1 = ir1 < ir0 ? ir0 : ir1 > j->H ? j->H : ir1;
+                const int64_t rows = ir1 - ir0, sw = j->SW, wp = j->wp;
+                for (int64_t c = 0; c < j->cg; c++)
+                    for (int64_t ih = ir0; ih < ir1; ih++)
+                        split_row(xg + (c * j->H + ih) * j->W, sc->split + (c * rows + ih - ir0) * sw * wp, j->W, sw,
+                                  wp);
+                src = sc->split;
+                cstride = rows * sw * wp;
+                origin = ir0 * sw * wp;
+            }
+        }
+    }
+
+    const int64_t nchunk = (oh1 - oh0) * ((j->OW + VL - 1) / VL); /* DIRECT: rows as chunks of VL lanes */
     for (int64_t kb = 0; kb < j->nkb; kb++) {
         const int64_t k0 = kb * j->kcb, kc = j->K - k0 < j->kcb ? j->K - k0 : j->kcb;
         const int fused = kb == j->nkb - 1 && (j->b || j->z || j->act);
-        gather(&j->geo, src, cstride, origin, j->koff, k0, kc, j->nchunks, first, seg, lan, kofs, kr, sc->panels);
+        if (j->mode == GATHER)
+            gather(&j->geo, src, cstride, origin, j->koff, k0, kc, j->nchunks, first, seg, lan, kofs, kr, sc->panels);
+        const float *b[NV], *z[NV];
+        float *c[NV];
+        int nl[NV];
+        if (j->mode == DIRECT) {
+            /* NV consecutive chunks a tile, whichever rows they are in (an output row of 16 columns fills half
+             * a tile); all the weights' rows for one tile in turn, while its input is in L1 (weights' rows
+             * outermost ran at 84 GFLOP/s on 32->32 channels of 16x16, against 110 this way) */
+            for (int64_t q0 = 0, r = 0, ow = 0; q0 < nchunk; q0 += NV) { /* chunk q0: row oh0 + r, column ow */
+                int64_t at[NV];
+                for (int v = 0; v < NV; v++) {
+                    if (q0 + v < nchunk) {
+                        at[v] = (oh0 + r) * j->OW + ow;
+                        b[v] = src + r * rstride + ow;
+                        nl[v] = (int)(j->OW - ow < VL ? j->OW - ow : VL);
+                        if ((ow += VL) >= j->OW) ow = 0, r++;
+                    } else { /* past the end: a copy, not stored */
+                        at[v] = at[0], b[v] = b[0], nl[v] = 0;
+                    }
+                }
+                for (int64_t ip = 0; ip < j->npm; ip++) {
+                    const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
+                    const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, NULL, j->act, j->params[0],
+                                        j->params[1], j->params[2]};
+                    for (int v = 0; v < NV; v++) {
+                        c[v] = yg + ip * MR * j->ohw + at[v];
+                        z[v] = zg ? zg + ip * MR * j->ohw + at[v] : NULL;
+                    }
+                    tile(0, 0, kc, wg + ip * MR * j->K + k0, j->K, b, kofs + k0, c, zg ? z : NULL, j->ohw, mr, nl,
+                         kb > 0, fused ? &e : NULL);
+                }
+            }
+            continue;
+        }
         for (int64_t ip = 0; ip < j->npm; ip++) {
-            const float *a = j->apack + ((g * j->npm + ip) * j->K + k0) * MR;
+            const float *a = wg + ip * MR * j->K + k0;
+            float *yp = yg + ip * MR * j->ohw;
+            const float *zp = zg ? zg + ip * MR * j->ohw : NULL;
             const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
-            for (int64_t jp = 0; jp < j->npan && j0 + jp * NR < j1; jp++) {
-                const int64_t jj = j0 + jp * NR, at = ip * MR * j->ohw + jj;
-                const int nr = (int)(j1 - jj < NR ? j1 - jj : NR);
-                const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, zg ? zg + at : NULL, j->act,
-                                    j->params[0], j->params[1], j->params[2]};
-                micro(kc, a, sc->panels + jp * kc * NR, yg + at, j->ohw, mr, nr, kb > 0, fused ? &e : NULL);
+            const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, NULL, j->act, j->params[0], j->params[1],
+                                j->params[2]};
+            for (int64_t jj = j0; jj < j1; jj += NR) {
+                for (int v = 0; v < NV; v++) {
+                    const int64_t at = jj + v * VL < j1 ? jj + v * VL : jj;
+                    b[v] = j->mode == FLAT ? src + at : sc->panels + (jj - j0) / NR * kc * NR;
+                    c[v] = yp + at;
+                    z[v] = zp ? zp + at : NULL;
+                    nl[v] = jj + v * VL < j1 ? (int)(j1 - jj - v * VL < VL ? j1 - jj - v * VL : VL) : 0;
+                }
+                tile(j->mode == GATHER, j->mode == FLAT && j1 - jj < NR, kc, a, j->K, b, kofs + k0, c, zp ? z : NULL,
+                     j->ohw, mr, nl, kb > 0, fused ? &e : NULL);
             }
         }
     }
 }
+
+#define SPIN_S 100e-6 /* the longest the calling thread spins for another to finish its last task */
 
 static inline void relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -400,13 +551,26 @@ static inline void relax(void) {
 int pliant_kernel(void **p, const int64_t *s) {
     job j;
     j.x = p[0], j.w = p[1], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
-    const int64_t N = s[S_N], KW = s[S_KW], OH = s[S_OH], DW = s[S_DW], PL = s[S_PL];
-    j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OW = s[S_OW], j.SH = s[S_SH], j.SW = s[S_SW];
-    j.PT = s[S_PT], j.DH = s[S_DH], j.KH = s[S_KH], j.G = s[S_GROUP], j.act = s[S_ACT];
-    j.cg = j.C / j.G, j.mg = j.M / j.G, j.K = j.cg * j.KH * KW, j.ohw = OH * j.OW;
+    const int64_t N = s[S_N];
+    j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
+    j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
+    j.G = s[S_GROUP], j.act = s[S_ACT];
+    j.cg = j.C / j.G, j.mg = j.M / j.G, j.K = j.cg * j.KH * j.KW, j.ohw = j.OH * j.OW;
     j.wp = (j.W + j.SW - 1) / j.SW, j.npm = (j.mg + MR - 1) / MR;
     if (N == 0 || j.M == 0 || j.ohw == 0) return 0;
-    const int64_t khw = j.KH * KW;
+    const int64_t khw = j.KH * j.KW;
+
+    /* DIRECT computes an output row as whole vectors (VL columns) and saves the gather, whose share of the
+     * time falls with the output channels (27% at 16, 7% at 128): it is taken when the percentage of
+     * lanes wasted times the output channels is at most S_DIRECT.  (Stride 2 lost either way: a copy of
+     * the input costs as much as gathering the quarter as many patches.) */
+    const int64_t lanes_per_row = (j.OW + VL - 1) / VL * VL;
+    if (j.KH == 1 && j.KW == 1 && j.SH == 1 && j.SW == 1 && j.PT == 0 && j.PL == 0 && j.OH == j.H && j.OW == j.W)
+        j.mode = FLAT;
+    else if (j.SW == 1 && (lanes_per_row - j.OW) * 100 * j.mg <= s[S_DIRECT] * lanes_per_row)
+        j.mode = DIRECT;
+    else
+        j.mode = GATHER;
 
     /* K blocks of kcb rows; column blocks of nc (a multiple of NR) so a block's panels fit the budget */
     j.kcb = s[S_KBLOCK] < j.K ? s[S_KBLOCK] : j.K;
@@ -424,35 +588,38 @@ int pliant_kernel(void **p, const int64_t *s) {
         if (nc < j.nc) j.nc = nc;
     }
 #endif
-    j.nblk = (j.ohw + j.nc - 1) / j.nc, j.ntasks = N * j.G * j.nblk;
+    if (j.mode == DIRECT) { /* whole output rows, about nc columns */
+        j.rows = j.nc / j.OW > 1 ? j.nc / j.OW : 1;
+        j.nblk = (j.OH + j.rows - 1) / j.rows;
+        j.wq = j.OW + (j.KW - 1) * j.DW; /* the padded width the windows span */
+        j.src_rows = (j.rows - 1) * j.SH + (j.KH - 1) * j.DH + 1;
+    } else {
+        j.nblk = (j.ohw + j.nc - 1) / j.nc;
+    }
+    j.ntasks = N * j.G * j.nblk;
     j.npan = j.nc / NR, j.nchunks = j.nc / CHUNK;
     j.maxseg = j.nchunks * (CHUNK / j.OW + 2 < CHUNK ? CHUNK / j.OW + 2 : CHUNK);
     j.rows_in = (j.nc + j.OW - 1) / j.OW * j.SH + (j.KH - 1) * j.DH + 1;
     if (j.rows_in > j.H) j.rows_in = j.H;
 
-    /* shared: per window position the source offset and the output columns that read inside the row, then
-     * the packed weights */
-    const int64_t meta_n = (khw + 2 * KW + 7) / 8 * 8;
-    char *shared = grow(&tl_shared, meta_n * 8 + j.G * j.npm * j.K * MR * (int64_t)sizeof(float));
-    if (!shared) return -1;
-    int64_t *koff = (int64_t *)shared, *owlo = koff + khw, *owhi = owlo + KW;
-    j.apack = (float *)(shared + meta_n * 8);
-    for (int64_t kw = 0; kw < KW; kw++) {
-        const int64_t off = kw * DW - PL, sw = j.SW; /* iw = ow*SW + off */
+    /* per window position: the source offset, and the output columns that read inside the row (GATHER) */
+    int64_t *koff = grow(&tl_shared, (khw + 2 * j.KW) * (int64_t)sizeof(int64_t)), *owlo = koff + khw, *owhi = owlo + j.KW;
+    if (!koff) return -1;
+    for (int64_t kw = 0; kw < j.KW; kw++) {
+        const int64_t off = kw * j.DW - j.PL, sw = j.SW; /* iw = ow*SW + off */
         const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw, hi = j.W - 1 - off < 0 ? 0 : (j.W - 1 - off) / sw + 1;
         owlo[kw] = lo > j.OW ? j.OW : lo;
         owhi[kw] = hi > j.OW ? j.OW : hi;
         const int64_t q = off >= 0 ? off / sw : -((-off + sw - 1) / sw), ph = off - q * sw;
-        for (int64_t kh = 0; kh < j.KH; kh++) koff[kh * KW + kw] = (kh * j.DH * sw + ph) * j.wp + q;
+        for (int64_t kh = 0; kh < j.KH; kh++) koff[kh * j.KW + kw] = (kh * j.DH * sw + ph) * j.wp + q;
     }
     j.koff = koff;
-    const geometry geo = {j.H, j.W, j.OW, j.SH, j.PT, j.DH, j.KH, KW, j.SW, j.wp, owlo, owhi};
+    const geometry geo = {j.H, j.W, j.OW, j.SH, j.PT, j.DH, j.KH, j.KW, j.SW, j.wp, owlo, owhi};
     j.geo = geo;
 
     if (threads <= 1) {
         scratch sc;
         if (thread_scratch(&j, &sc)) return -1;
-        pack_weights(&j);
         for (int64_t t = 0; t < j.ntasks; t++) run_task(&j, t, &sc);
         return 0;
     }
@@ -460,30 +627,32 @@ int pliant_kernel(void **p, const int64_t *s) {
     /* NOTE: no OpenMP barrier or worksharing loop: pliant's processes wait passively
      * (OMP_WAIT_POLICY=PASSIVE), where a thread that reaches a barrier first sleeps in the kernel and its
      * wake-up costs 30-50 us on this 2-vCPU guest (an empty parallel region: 30 us, against 0.7 us
-     * spinning).  So the calling thread packs the weights while the others wake, tasks go to whoever
-     * asks next (a thread that wakes late takes fewer), and the calling thread spins, not sleeps, until
-     * the others are done, so the region's closing barrier finds everyone there. */
+     * spinning).  So tasks go to whoever asks next (a thread that wakes late takes fewer), and the calling
+     * thread spins, not sleeps, while another thread is still on a task, so the region's closing barrier
+     * usually finds everyone there.  It does not spin for a thread that has not started (with the other CPU
+     * busy elsewhere it may not run for a scheduler tick: spinning then kept the call at 8 ms instead of
+     * 80 us), nor longer than SPIN_S: it sleeps in the barrier, which frees its CPU for the late thread. */
     int64_t next = 0;
-    int ready = 0, done = 0, failed = 0;
+    int started = 0, done = 0, failed = 0;
 #pragma omp parallel num_threads(threads)
     {
         scratch sc;
-        const int bad = thread_scratch(&j, &sc);
+        const int bad = thread_scratch(&j, &sc), me = omp_get_thread_num();
         if (bad) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-        if (omp_get_thread_num() == 0) {
-            pack_weights(&j);
-            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-        } else {
-            while (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) relax();
-        }
+        __atomic_fetch_add(&started, 1, __ATOMIC_RELAXED);
         while (!bad) {
             const int64_t t = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
             if (t >= j.ntasks) break;
             run_task(&j, t, &sc);
         }
         __atomic_fetch_add(&done, 1, __ATOMIC_RELEASE);
-        if (omp_get_thread_num() == 0)
-            while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) < omp_get_num_threads()) relax();
+        if (me == 0) {
+            const double until = omp_get_wtime() + SPIN_S;
+            for (int i = 1; __atomic_load_n(&done, __ATOMIC_ACQUIRE) < __atomic_load_n(&started, __ATOMIC_RELAXED); i++) {
+                relax();
+                if (i % 64 == 0 && omp_get_wtime() > until) break;
+            }
+        }
     }
     return failed ? -1 : 0;
 #else
