@@ -249,18 +249,95 @@ def _check_concat(op: Op) -> bool:
     return -rank <= axis < rank and all(_dtype(v) == _dtype(op.results[0]) for v in vs if v is not None)
 
 
+def _slice_spec(op: Op) -> tuple[list[int], list[int]] | None:
+    """Slice's (axes, steps), constants; starts and ends may be run-time int64 tensors of as many values."""
+    if len(op.operands) < 3 or any(v is None for v in op.operands[:3]):
+        return None
+    x, starts, ends = op.operands[0], op.operands[1], op.operands[2]
+    assert x is not None and starts is not None and ends is not None
+    rank = len(_shape(x))
+    n = _shape(starts)
+    if _dtype(starts) != DType.INT64 or _dtype(ends) != DType.INT64 or len(n) != 1 or not isinstance(n[0], int) \
+            or _shape(ends) != n:
+        return None
+    axes = _const_ints(op.operands[3]) if len(op.operands) > 3 and op.operands[3] is not None else list(range(n[0]))
+    steps = _const_ints(op.operands[4]) if len(op.operands) > 4 and op.operands[4] is not None else [1] * n[0]
+    if axes is None or steps is None or not (len(axes) == len(steps) == n[0]) or 0 in steps:
+        return None
+    if not all(-rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        return None
+    return [a % rank for a in axes], steps
+
+
 def _check_slice(op: Op) -> bool:
-    if len(op.operands) < 3 or op.operands[0] is None:
+    return _slice_spec(op) is not None and _dtype(op.operands[0]) == _dtype(op.results[0])  # type: ignore[arg-type]
+
+
+def _check_shape(op: Op) -> bool:
+    return op.operands[0] is not None and _dtype(op.results[0]) == DType.INT64
+
+
+def _check_range(op: Op) -> bool:
+    return len(op.operands) == 3 and all(v is not None and _dtype(v) == DType.INT64 and len(_shape(v)) <= 1
+                                         for v in op.operands) and len(_shape(op.results[0])) == 1
+
+
+def _check_arg(op: Op) -> bool:
+    x = op.operands[0]
+    if x is None or _dtype(x) not in (DType.FLOAT, DType.INT64) or _dtype(op.results[0]) != DType.INT64:
         return False
-    rank = len(_shape(op.operands[0]))
-    starts, ends = _const_ints(op.operands[1]), _const_ints(op.operands[2])
-    axes = _const_ints(op.operands[3]) if len(op.operands) > 3 and op.operands[3] is not None else list(range(rank))
-    steps = _const_ints(op.operands[4]) if len(op.operands) > 4 and op.operands[4] is not None else [1] * rank
-    if starts is None or ends is None or axes is None or steps is None:
+    rank = len(_shape(x))
+    return rank >= 1 and -rank <= _attr_int(op, "axis", 0) < rank
+
+
+def _reduce_axes(op: Op) -> list[int] | None:
+    """The reduced axes (sorted, non-negative), or None when they are not constants."""
+    x = op.operands[0]
+    assert x is not None
+    rank = len(_shape(x))
+    if len(op.operands) > 1 and op.operands[1] is not None:
+        axes = _const_ints(op.operands[1])
+    else:
+        attr = op.attrs.get("axes")
+        axes = [int(a) for a in attr] if isinstance(attr, list | tuple) else []  # type: ignore[arg-type]
+    if axes is None or not all(-rank <= a < rank for a in axes):
+        return None
+    if not axes:
+        return None if _attr_int(op, "noop_with_empty_axes", 0) else list(range(rank))
+    return sorted({a % rank for a in axes})
+
+
+def _check_reduce(op: Op) -> bool:
+    x = op.operands[0]
+    if x is None or _dtype(x) not in (DType.FLOAT, DType.INT64) or _dtype(op.results[0]) != _dtype(x):
         return False
-    if not (len(starts) == len(ends) == len(axes) == len(steps)) or 0 in steps:
+    if op.name == "ReduceMean" and _dtype(x) != DType.FLOAT:
         return False
-    return all(-rank <= a < rank for a in axes) and len({a % rank for a in axes}) == len(axes)
+    return _reduce_axes(op) is not None
+
+
+def _check_expand(op: Op) -> bool:
+    x = op.operands[0]
+    return x is not None and _dtype(x) == _dtype(op.results[0]) and _broadcasts(x, _shape(op.results[0]))
+
+
+def _check_constant_of_shape(op: Op) -> bool:
+    return _fill_value(op) is not None
+
+
+def _fill_value(op: Op) -> str | None:
+    """ConstantOfShape's value as a C literal of the result's type, or None."""
+    v = op.attrs.get("value")
+    c = np.asarray(v) if isinstance(v, np.ndarray) else (np.zeros(1, np.float32) if v is None else None)
+    if c is None or c.size != 1:
+        return None
+    dt = _dtype(op.results[0])
+    if NP_TYPES.get(dt) != c.dtype:
+        return None
+    x = c.reshape(-1)[0]
+    if dt == DType.FLOAT:
+        return f"{float(x)!r}f" if math.isfinite(float(x)) else ("INFINITY" if x > 0 else "-INFINITY" if x < 0 else None)
+    return str(int(x))
 
 
 def _check_gather(op: Op) -> bool:
@@ -288,6 +365,13 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     **{("", n): _check_alias for n in _ALIASES},
     ("", "Concat"): _check_concat,
     ("", "Slice"): _check_slice,
+    ("", "Shape"): _check_shape,
+    ("", "Range"): _check_range,
+    ("", "ArgMax"): _check_arg,
+    ("", "ArgMin"): _check_arg,
+    **{("", n): _check_reduce for n in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")},
+    ("", "Expand"): _check_expand,
+    ("", "ConstantOfShape"): _check_constant_of_shape,
     ("", "Gather"): _check_gather,
     ("pliant", "ShapeExpr"): _check_shape_expr,
 }
@@ -350,7 +434,7 @@ class RegionUnit:
         self.symbols = sorted(set().union(*(dim_symbols(d) for d in dims)) if dims else set())
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
-        self.plan_arrays: list[Op] = [o for o in self.ops if o.domain == "pliant" and o.name == "ShapeExpr"]
+        self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
@@ -413,7 +497,7 @@ class RegionUnit:
             for res in o.results:
                 if res in out_index:
                     st[res] = ("out", out_index[res])
-                elif o.domain == "pliant" and o.name == "ShapeExpr":
+                elif o in self.plan_arrays:
                     st[res] = ("array", self.plan_arrays.index(o))
                 else:
                     st[res] = ("arena", self.vid[res])
@@ -531,6 +615,20 @@ class RegionUnit:
             self._slice(o)
         elif name == "Gather":
             self._gather(o)
+        elif name == "Range":
+            self._range(o)
+        elif name in ("ArgMax", "ArgMin"):
+            self._arg(o)
+        elif name in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"):
+            self._reduce(o)
+        elif name == "Expand":
+            self._expand(o)
+        elif name == "ConstantOfShape":
+            self._fill(o)
+        elif name == "Shape":
+            if self.storage[r][0] == "out":
+                self.lines.append(f"memcpy({self._p(r)}, p[{len(self.inputs) + len(self.outputs) + 1 + self.plan_arrays.index(o)}], "
+                                  f"(size_t)({self._size(r)}) * sizeof(int64_t));")
         else:
             self._elementwise([o], r)
 
@@ -675,33 +773,122 @@ class RegionUnit:
         self.lines.append("}")
 
     def _slice(self, o: Op) -> None:
+        """Slice with run-time starts and ends, clamped as ONNX says; a count other than the typed one is an
+        error code (the analysis would have been wrong): the region then runs op by op."""
+        x, starts, ends = o.operands[0], o.operands[1], o.operands[2]
+        assert x is not None and starts is not None and ends is not None
+        spec = _slice_spec(o)
+        assert spec is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        self.lines.append("{")
+        begin: dict[int, tuple[str, int]] = {}
+        for j, (a, sp) in enumerate(zip(*spec)):
+            dim, out = self._d(x, a), self._d(r, a)
+            b = f"b{a}"
+            self.lines += [
+                f"  int64_t {b} = {self._p(starts)}[{j}], e{a} = {self._p(ends)}[{j}];",
+                f"  if ({b} < 0) {b} += {dim}; if (e{a} < 0) e{a} += {dim};",
+            ]
+            if sp > 0:
+                self.lines += [
+                    f"  {b} = {b} < 0 ? 0 : ({b} > {dim} ? {dim} : {b}); e{a} = e{a} < 0 ? 0 : (e{a} > {dim} ? {dim} : e{a});",
+                    f"  if ((e{a} > {b} ? (e{a} - {b} + {sp - 1}) / {sp} : 0) != {out}) return 2;",
+                ]
+            else:
+                self.lines += [
+                    f"  {b} = {b} < 0 ? -1 : ({b} > {dim} - 1 ? {dim} - 1 : {b}); "
+                    f"e{a} = e{a} < -1 ? -1 : (e{a} > {dim} - 1 ? {dim} - 1 : e{a});",
+                    f"  if (({b} > e{a} ? ({b} - e{a} + {-sp - 1}) / {-sp} : 0) != {out}) return 2;",
+                ]
+            begin[a] = (b, sp)
+        idx = [f"i{a}" for a in range(rank)]
+        src = ""
+        for a in range(rank):
+            i = f"({begin[a][0]} + {idx[a]} * {begin[a][1]})" if a in begin else idx[a]
+            src = i if not src else f"({src}) * {self._d(x, a)} + {i}"
+        self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
+        self.lines.append("}")
+
+    def _range(self, o: Op) -> None:
+        st, lim, dl = (self._p(v) for v in o.operands if v is not None)
+        r = o.results[0]
+        self.lines += [
+            f"{{ const int64_t st = {st}[0], lim = {lim}[0], dl = {dl}[0];",
+            "  if (dl == 0) return 2;",
+            "  const int64_t cnt = dl > 0 ? (lim > st ? (lim - st + dl - 1) / dl : 0) : (st > lim ? (st - lim - dl - 1) / (-dl) : 0);",
+            f"  if (cnt != {self._d(r, 0)}) return 2;",
+            f"  for (int64_t i = 0; i < cnt; i++) {self._p(r)}[i] = st + i * dl;",
+            "}",
+        ]
+
+    def _arg(self, o: Op) -> None:
         x = o.operands[0]
         assert x is not None
         r = o.results[0]
         rank = len(_shape(x))
-        starts, ends = _const_ints(o.operands[1]), _const_ints(o.operands[2])
-        axes = _const_ints(o.operands[3]) if len(o.operands) > 3 and o.operands[3] is not None else list(range(rank))
-        steps = _const_ints(o.operands[4]) if len(o.operands) > 4 and o.operands[4] is not None else [1] * rank
-        assert starts is not None and ends is not None and axes is not None and steps is not None
-        spec = {a % rank: (st, en, sp) for a, st, en, sp in zip(axes, starts, ends, steps)}
+        axis = _attr_int(o, "axis", 0) % rank
+        ct = C_TYPES[_dtype(x)]
+        last = _attr_int(o, "select_last_index", 0)
+        better = (">" if o.name == "ArgMax" else "<") + ("=" if last else "")
+        nan = " || (v != v && best == best)" if _dtype(x) == DType.FLOAT else ""
+        self.lines += [
+            f"{{ const int64_t outer = {self._size(x, 0, axis)}, n = {self._d(x, axis)}, inner = {self._size(x, axis + 1)};",
+            "  for (int64_t q = 0; q < outer; q++) for (int64_t t = 0; t < inner; t++) {",
+            f"    const {ct} *src = {self._p(x)} + q * n * inner + t; {ct} best = src[0]; int64_t at = 0;",
+            f"    for (int64_t j = 1; j < n; j++) {{ const {ct} v = src[j * inner]; if ((v {better} best{nan}) && "
+            f"!(best != best)) {{ best = v; at = j; }} }}",
+            f"    {self._p(r)}[q * inner + t] = at;",
+            "  }",
+            "}",
+        ]
+
+    def _reduce(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        axes = _reduce_axes(o)
+        assert axes is not None
+        rank = len(_shape(x))
+        keep = _attr_int(o, "keepdims", 1)
+        ct = C_TYPES[_dtype(x)]
+        init = {"ReduceSum": "0", "ReduceMean": "0", "ReduceMax": "-INFINITY" if ct == "float" else "INT64_MIN",
+                "ReduceMin": "INFINITY" if ct == "float" else "INT64_MAX"}[o.name]
+        step = {"ReduceSum": "acc + v", "ReduceMean": "acc + v",
+                "ReduceMax": "(v > acc || v != v) ? v : acc", "ReduceMin": "(v < acc || v != v) ? v : acc"}[o.name]
+        self.lines.append(f"for (int64_t i = 0; i < {self._size(r)}; i++) {self._p(r)}[i] = {init};")
         idx = [f"i{a}" for a in range(rank)]
-        src = ""
+        # the result's index: the kept axes (keepdims: reduced ones at 0)
+        out_expr = ""
+        rd = 0
         for a in range(rank):
-            if a in spec:
-                st, en, sp = spec[a]
+            if a in axes and not keep:
+                continue
+            i = "0" if a in axes else idx[a]
+            out_expr = i if not out_expr else f"({out_expr}) * {self._d(r, rd)} + {i}"
+            rd += 1
+        lines = []
+        for a in range(rank):
+            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(x, a)}; {idx[a]}++) {{")
+        lines.append("  " * rank + f"{ct} *dst = {self._p(r)} + ({out_expr or '0'}); const {ct} acc = *dst, "
+                     f"v = {self._p(x)}[{self._index(x, _shape(x), idx)}]; *dst = {step};")
+        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
+        self.lines += ["{"] + lines + ["}"]
+        if o.name == "ReduceMean":
+            count = " * ".join(self._d(x, a) for a in axes) or "1"
+            self.lines.append(f"for (int64_t i = 0; i < {self._size(r)}; i++) {self._p(r)}[i] /= (float)({count});")
 
-                def begin(shapes: dict[Value, tuple[int, ...]], a: int = a, st: int = st, en: int = en,
-                          sp: int = sp) -> int:
-                    b, e, step = slice(st, en, sp).indices(shapes[x][a])
-                    if len(range(b, e, step)) != shapes[r][a]:
-                        raise _Mismatch(f"Slice: axis {a} has {len(range(b, e, step))} elements, typed {shapes[r][a]}")
-                    return b
+    def _expand(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        out = _shape(r)
+        idx = [f"i{a}" for a in range(len(out))]
+        self._loops(r, [f"{self._p(r)}[{self._index(r, out, idx)}] = {self._p(x)}[{self._index(x, out, idx)}];"])
 
-                i = f"({self._extra(begin)} + {idx[a]} * {sp})"
-            else:
-                i = idx[a]
-            src = i if not src else f"({src}) * {self._d(x, a)} + {i}"
-        self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
+    def _fill(self, o: Op) -> None:
+        r = o.results[0]
+        self.lines.append(f"for (int64_t i = 0; i < {self._size(r)}; i++) {self._p(r)}[i] = {_fill_value(o)};")
 
     def _gather(self, o: Op) -> None:
         d, ind = o.operands[0], o.operands[1]
@@ -790,6 +977,16 @@ class RegionUnit:
 
     def _shape_expr(self, o: Op, shapes: dict[Value, tuple[int, ...]]) -> np.ndarray:
         from pliant.ops.shape_expr import _compiled
+
+        if o.name == "Shape":
+            x = o.operands[0]
+            assert x is not None
+            full = shapes[x]
+            start, end = _attr_int(o, "start", 0), o.attrs.get("end")
+            picked = full[start:int(end)] if isinstance(end, int) else full[start:]  # type: ignore[misc]
+            if (len(picked),) != shapes[o.results[0]]:
+                raise _Mismatch("Shape: the result's length differs from its type")
+            return np.array(picked, dtype=np.int64)
 
         symbols = tuple(str(s) for s in o.attrs["symbols"])  # type: ignore[union-attr]
         bind = [int(b) for b in o.attrs["bind"]]  # type: ignore[union-attr, arg-type]
@@ -897,6 +1094,23 @@ typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, i
 /* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n) or (n x k) */
 static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *restrict a, const float *restrict b, float *restrict c) {
+    if (tb && (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0)) {
+        /* rows of B are the columns of op(B): one contiguous dot product per element of C */
+        for (int64_t i = 0; i < m; i++) {
+            for (int64_t j = 0; j < n; j++) {
+                const float *restrict br = b + j * k;
+                float acc = 0.0f;
+                if (!ta) {
+                    const float *restrict ar = a + i * k;
+                    _Pragma("omp simd reduction(+:acc)") for (int64_t q = 0; q < k; q++) acc += ar[q] * br[q];
+                } else {
+                    for (int64_t q = 0; q < k; q++) acc += a[q * m + i] * br[q];
+                }
+                c[i * n + j] = alpha * acc;
+            }
+        }
+        return;
+    }
     if (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0) {
         for (int64_t i = 0; i < m; i++) {
             float *restrict cr = c + i * n;
@@ -913,8 +1127,8 @@ static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64
             }
             for (; q < k; q++) {
                 const float av = alpha * (ta ? a[q * m + i] : a[i * k + q]);
-                if (!tb) { const float *br = b + q * n; for (int64_t j = 0; j < n; j++) cr[j] += av * br[j]; }
-                else { for (int64_t j = 0; j < n; j++) cr[j] += av * b[j * k + q]; }
+                const float *restrict br = b + q * n;
+                for (int64_t j = 0; j < n; j++) cr[j] += av * br[j];
             }
         }
         return;

@@ -1,0 +1,152 @@
+"""Static regions compiled to one native unit (``pliant.runtime.region_c``) against ONNX Runtime.
+
+Each case is a small graph whose ops all have C emitters, so the whole graph
+becomes one unit (checked in the report); it runs at two input sizes (one
+compiled unit, two plans).  Then: the fallback paths (a bad Gather index gets
+the reference's error), the signature cache, and the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import pliant
+from pliant.errors import PliantError
+from pliant.runtime import region_c
+from tests.helpers import run_onnxruntime
+
+RNG = np.random.default_rng(21)
+F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+INT_OUTPUTS = {"am": I64, "an": I64, "ry": I64}
+
+
+def _const(name: str, value: Any) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def _w(name: str, *shape: int) -> onnx.TensorProto:
+    return _const(name, (RNG.standard_normal(shape) * 0.2).astype(np.float32))
+
+
+def _model(nodes: list[onnx.NodeProto], inputs: list[tuple[str, int, list[Any]]], outputs: list[str],
+           inits: list[onnx.TensorProto], opset: int = 18) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                              [helper.make_tensor_value_info(o, INT_OUTPUTS.get(o, F), None) for o in outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+N = helper.make_node
+# name -> (nodes, inputs, outputs, initializers, feeds at two sizes)
+X = [("x", F, ["B", "L", 8])]
+CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], list[str], list[onnx.TensorProto]]] = {
+    "elementwise-broadcast": (
+        [N("Mul", ["x", "s"], ["a"]), N("Add", ["a", "row"], ["b"]), N("Tanh", ["b"], ["c"]), N("Sigmoid", ["c"], ["d"]),
+         N("Erf", ["d"], ["e"]), N("Sub", ["e", "x"], ["f"]), N("Softmax", ["f"], ["y"])],
+        X, ["y"], [_const("s", np.float32(1.5)), _w("row", 8)],
+    ),
+    "where-compare-cast": (
+        [N("Greater", ["x", "zero"], ["g"]), N("Neg", ["x"], ["n"]), N("Where", ["g", "x", "n"], ["a"]),
+         N("Cast", ["g"], ["gi"], to=I64), N("Cast", ["gi"], ["y2"], to=F), N("Relu", ["a"], ["y"])],
+        X, ["y", "y2"], [_const("zero", np.zeros(1, np.float32))],
+    ),
+    "matmul-softmax-transpose": (
+        [N("MatMul", ["x", "w"], ["q"]), N("Transpose", ["q"], ["qt"], perm=[0, 2, 1]), N("MatMul", ["q", "qt"], ["s"]),
+         N("Softmax", ["s"], ["p"], axis=-1), N("MatMul", ["p", "q"], ["o"]), N("LogSoftmax", ["o"], ["y"], axis=-1)],
+        X, ["y"], [_w("w", 8, 16)],
+    ),
+    "big-matmul-blas": (
+        # past the small-product threshold: BLAS sgemm from C
+        [N("MatMul", ["x", "w"], ["a"]), N("MatMul", ["a", "w2"], ["y"])],
+        X, ["y"], [_w("w", 8, 512), _w("w2", 512, 512)],
+    ),
+    "gemm-layernorm": (
+        [N("Reshape", ["x", "flat"], ["x2"]), N("Gemm", ["x2", "w", "c"], ["g"], transB=1, alpha=0.5, beta=2.0),
+         N("LayerNormalization", ["g", "scale", "bias"], ["y"], axis=-1, epsilon=1e-3)],
+        X, ["y"], [_const("flat", np.array([-1, 8])), _w("w", 12, 8), _w("c", 12), _w("scale", 12), _w("bias", 12)],
+    ),
+    "concat-slice-gather": (
+        [N("Concat", ["x", "x"], ["c"], axis=2), N("Shape", ["c"], ["sh"]), N("Gather", ["sh", "one"], ["l"], axis=0),
+         N("Slice", ["c", "start", "l", "ax"], ["s"]), N("Slice", ["s", "big", "neg", "ax2", "mstep"], ["r"]),
+         N("Gather", ["r", "idx"], ["y"], axis=2)],
+        X, ["y"], [_const("one", np.array([1])), _const("start", np.array([1])), _const("ax", np.array([1])),
+                   _const("big", np.array([100])), _const("neg", np.array([-100])), _const("ax2", np.array([2])),
+                   _const("mstep", np.array([-2])), _const("idx", np.array([[0, -1], [2, 1]]))],
+    ),
+    "range-argmax-reduce": (
+        [N("Shape", ["x"], ["sh"]), N("Gather", ["sh", "one"], ["l"], axis=0), N("Range", ["zero", "l", "one"], ["r"]),
+         N("ArgMax", ["x"], ["am"], axis=1, keepdims=0), N("ArgMin", ["x"], ["an"], axis=-1, keepdims=1,
+                                                              select_last_index=1),
+         N("ReduceSum", ["x", "axes"], ["rs"], keepdims=0), N("ReduceMean", ["x", "ax1"], ["rm"], keepdims=1),
+         N("ReduceMax", ["x"], ["rx"], keepdims=0), N("ReduceMin", ["x", "ax1"], ["rn"]), N("Add", ["r", "one"], ["ry"])],
+        X, ["ry", "am", "an", "rs", "rm", "rx", "rn"],
+        [_const("one", np.array(1)), _const("zero", np.array(0)), _const("axes", np.array([0, 2])),
+         _const("ax1", np.array([1]))],
+    ),
+    "expand-constant-of-shape": (
+        [N("Shape", ["x"], ["sh"]), N("ConstantOfShape", ["sh"], ["c"], value=_const("v", np.array([0.25], np.float32))),
+         N("Expand", ["row", "sh"], ["e"]), N("Add", ["c", "e"], ["a"]), N("Mul", ["a", "x"], ["y"])],
+        X, ["y"], [_w("row", 8)],
+    ),
+}
+# transA: (B*L, 8)^T (B*L, 8): the reduced dim is the run-time B*L
+CASES["gemm-transposed-a"] = (
+    [N("Reshape", ["x", "flat"], ["x2"]), N("Gemm", ["x2", "x2"], ["g"], transA=1), N("Relu", ["g"], ["y"])],
+    X, ["y"], [_const("flat", np.array([-1, 8]))],
+)
+SIZES = [(2, 5), (1, 13)]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_region_matches_onnxruntime(name: str) -> None:
+    nodes, inputs, outputs, inits = CASES[name]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert exe.report()["kernels"].get("static") == 1, exe.program.unsupported
+    assert [op.name for op in exe.module.entry.body.ops if op.name != "Constant"] == ["Static"]
+    for b, n in SIZES:
+        x = RNG.standard_normal((b, n, 8)).astype(np.float32)
+        want = run_onnxruntime(model, {"x": x})
+        got = exe.run({"x": x})
+        for o, w in zip(outputs, want):
+            assert got[o].dtype == w.dtype and got[o].shape == w.shape, o
+            np.testing.assert_allclose(got[o], w, rtol=1e-4, atol=1e-5, err_msg=f"{name} {o} at {(b, n)}")
+
+
+def test_a_bad_gather_index_gets_the_reference_error() -> None:
+    model = _model([N("Add", ["x", "x"], ["a"]), N("Gather", ["a", "i"], ["y"], axis=1)],
+                   [("x", F, ["B", 4]), ("i", I64, ["K"])], ["y"], [])
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    assert exe.report()["kernels"].get("static") == 1
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(exe.run({"x": x, "i": np.array([3, -4])})["y"], np.full((2, 2), 2, np.float32))
+    with pytest.raises(PliantError, match="out of range|out of bounds"):
+        exe.run({"x": x, "i": np.array([4])})
+
+
+def test_plans_are_made_once_per_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes, inputs, outputs, inits = CASES["elementwise-broadcast"]
+    exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
+    made = []
+    real = region_c.RegionUnit._plan
+
+    def counting(self: region_c.RegionUnit, xs: Any) -> Any:
+        made.append(tuple(x.shape for x in xs))
+        return real(self, xs)
+
+    monkeypatch.setattr(region_c.RegionUnit, "_plan", counting)
+    for shape in [(2, 3, 8), (2, 3, 8), (4, 1, 8), (2, 3, 8), (4, 1, 8)]:
+        exe.run({"x": np.ones(shape, np.float32)})
+    assert len(made) == 2
+
+
+def test_regions_can_be_turned_off() -> None:
+    nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
+    model = _model(nodes, inputs, outputs, inits).SerializeToString()
+    exe = pliant.compile(model, regions=False, specialize=False)
+    assert "static" not in exe.report()["kernels"]
+    assert "static-regions" not in [p["name"] for p in exe.report()["passes"]]
