@@ -29,7 +29,20 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+/* the vector path: the widest the compiler targets (-march=native), or plain C (also with
+ * -DPLIANT_CONV_SCALAR, which the tests use to build it on any machine) */
+#if defined(PLIANT_CONV_SCALAR)
+#define ISA_SCALAR 1
+#elif defined(__AVX512F__)
+#define ISA_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ISA_AVX2 1
+#elif defined(__GNUC__)
+#define ISA_GCC_VECTORS 1
+#else
+#define ISA_SCALAR 1
+#endif
+#if defined(ISA_AVX512) || defined(ISA_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -38,10 +51,10 @@ enum {
     S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_COUNT
 };
 
-/* --- vectors: AVX-512, AVX2 + FMA, or plain C ----------------------------------------------------
+/* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
  * MR x NR is the microkernel's tile: MR rows of the weights broadcast against NV vectors of VL floats of
- * one patch row; MR*NV accumulators stay in registers (16 of 32 zmm, 12 of 16 ymm). */
-#if defined(__AVX512F__)
+ * one patch row; MR*NV accumulators stay in registers (16 of 32 zmm, 12 of 16 ymm, 16 NEON q). */
+#if defined(ISA_AVX512)
 #define VL 16
 #define MR 8
 #define NV 2
@@ -60,7 +73,7 @@ static inline vf v_leaky(vf v, vf alpha) {
 static inline __mmask16 first_lanes(int n) { return (__mmask16)((1u << n) - 1u); }
 static inline vf v_load_n(const float *p, int n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
 static inline void v_store_n(float *p, vf v, int n) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(ISA_AVX2)
 #define VL 8
 #define MR 6
 #define NV 2
@@ -80,6 +93,33 @@ static inline vf v_leaky(vf v, vf alpha) {
 static inline __m256i first_lanes(int n) { return _mm256_loadu_si256((const __m256i *)(lane_table + 8 - n)); }
 static inline vf v_load_n(const float *p, int n) { return _mm256_maskload_ps(p, first_lanes(n)); }
 static inline void v_store_n(float *p, vf v, int n) { _mm256_maskstore_ps(p, first_lanes(n), v); }
+#elif defined(ISA_GCC_VECTORS)
+/* GCC/Clang vector extensions: 4 lanes (NEON, SSE, or scalar code where the target has neither) */
+#define VL 4
+#define MR 4
+#define NV 4
+typedef float vf __attribute__((vector_size(16)));
+typedef int32_t vi __attribute__((vector_size(16)));
+static inline vf v_zero(void) { return (vf){0.0f, 0.0f, 0.0f, 0.0f}; }
+static inline vf v_set1(float x) { return (vf){x, x, x, x}; }
+static inline vf v_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void v_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf v_fma(vf a, vf b, vf c) { return a * b + c; }
+static inline vf v_add(vf a, vf b) { return a + b; }
+static inline vf v_pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); } /* m ? a : b */
+static inline vf v_max(vf a, vf b) { return v_pick(a > b, a, b); }
+static inline vf v_min(vf a, vf b) { return v_pick(a < b, a, b); }
+static inline vf v_leaky(vf v, vf alpha) { return v_pick(v < v_zero(), alpha * v, v); }
+static inline vf v_load_n(const float *p, int n) {
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < n; i++) t[i] = p[i];
+    return v_load(t);
+}
+static inline void v_store_n(float *p, vf v, int n) {
+    float t[4];
+    v_store(t, v);
+    for (int i = 0; i < n; i++) p[i] = t[i];
+}
 #else
 #define VL 1
 #define MR 4
@@ -107,7 +147,7 @@ typedef struct {
     int64_t cap;
 } buffer;
 
-static __thread buffer tl_panels, tl_table, tl_split, tl_shared;
+static __thread buffer tl_panels, tl_table, tl_split, tl_window;
 
 static void *grow(buffer *b, int64_t bytes) {
     if (bytes > b->cap) {
@@ -122,7 +162,6 @@ static void *grow(buffer *b, int64_t bytes) {
 
 typedef struct {
     const float *bias; /* the tile's first row's bias, or NULL */
-    const float *z;    /* the residual at the tile (rows ldc apart), or NULL */
     int64_t act;
     float lo, hi, alpha;
 } epilogue;
@@ -139,10 +178,10 @@ static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) 
     return v;
 }
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(ISA_SCALAR)
 #define INLINE static inline __attribute__((always_inline))
 #else
-#define INLINE static inline
+#define INLINE static /* NOTE: six copies of 64 scalar accumulators took GCC 15 s to compile */
 #endif
 
 /* A tile: MR rows of C (ldc apart) by NV vectors of VL columns, vector v at c[v] (with the residual at
@@ -300,7 +339,7 @@ static void gather(const geometry *g, const float *src, int64_t cstride, int64_t
                 for (int l = 0; l < CHUNK; l++) d[k * NR + l] = 0.0f;
             continue;
         }
-#if defined(__AVX512F__)
+#if defined(ISA_AVX512)
         /* NOTE: masked-off lanes are not read (no fault) and may lie outside the input: their addresses
          * are formed as integers, so that no out-of-range pointer is computed */
         if (s1 - s0 == 1) { /* one output row: one masked load per patch row (1.87 -> 1.67 ns a chunk) */
@@ -380,7 +419,7 @@ static int thread_scratch(const job *j, scratch *s) {
 
 /* an input row of w floats as sw phases of wp: d[p*wp + u] = xr[u*sw + p], zero past the row's end */
 static void split_row(const float *restrict xr, float *restrict d, int64_t w, int64_t sw, int64_t wp) {
-#if defined(__AVX512F__)
+#if defined(ISA_AVX512)
     if (sw == 2) { /* NOTE: the scalar loop below took 17% of a 16-channel 160x160 stride-2 convolution */
         const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -506,8 +545,8 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                 }
                 for (int64_t ip = 0; ip < j->npm; ip++) {
                     const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
-                    const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, NULL, j->act, j->params[0],
-                                        j->params[1], j->params[2]};
+                    const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, j->act, j->params[0], j->params[1],
+                                        j->params[2]};
                     for (int v = 0; v < NV; v++) {
                         c[v] = yg + ip * MR * j->ohw + at[v];
                         z[v] = zg ? zg + ip * MR * j->ohw + at[v] : NULL;
@@ -523,7 +562,7 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
             float *yp = yg + ip * MR * j->ohw;
             const float *zp = zg ? zg + ip * MR * j->ohw : NULL;
             const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
-            const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, NULL, j->act, j->params[0], j->params[1],
+            const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, j->act, j->params[0], j->params[1],
                                 j->params[2]};
             for (int64_t jj = j0; jj < j1; jj += NR) {
                 for (int v = 0; v < NV; v++) {
@@ -550,6 +589,7 @@ static inline void relax(void) {
 
 int pliant_kernel(void **p, const int64_t *s) {
     job j;
+    memset(&j, 0, sizeof j);
     j.x = p[0], j.w = p[1], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
     const int64_t N = s[S_N];
     j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
@@ -603,7 +643,7 @@ int pliant_kernel(void **p, const int64_t *s) {
     if (j.rows_in > j.H) j.rows_in = j.H;
 
     /* per window position: the source offset, and the output columns that read inside the row (GATHER) */
-    int64_t *koff = grow(&tl_shared, (khw + 2 * j.KW) * (int64_t)sizeof(int64_t)), *owlo = koff + khw, *owhi = owlo + j.KW;
+    int64_t *koff = grow(&tl_window, (khw + 2 * j.KW) * (int64_t)sizeof(int64_t)), *owlo = koff + khw, *owhi = owlo + j.KW;
     if (!koff) return -1;
     for (int64_t kw = 0; kw < j.KW; kw++) {
         const int64_t off = kw * j.DW - j.PL, sw = j.SW; /* iw = ow*SW + off */
