@@ -217,7 +217,7 @@ class CompiledModel:
 def _pipeline(module: Module, verify: bool, regions: bool = True) -> tuple[ShapeAnalysis, list[PassStat]]:
     analysis = analyze(module)
     passes = run_passes(module, [shape_chains(analysis), fold_constants, cse, dce, fuse_conv, fuse_elementwise,
-                                 schedule, *([static_regions] if regions else [])],
+                                 schedule, *([static_regions(analysis)] if regions else [])],
                         verify=verify)
     return analysis, passes
 

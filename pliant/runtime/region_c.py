@@ -60,6 +60,8 @@ SMALL_MATMUL = 1 << 17
 threads for a product this small cost more than the product (a 1x256x768 MatMul: 26-31 us inside a model
 against 4-6 us of loop)."""
 _ALIGN = 64
+MAX_PLANS = 256
+"""Input signatures whose plans a unit keeps (a loop whose sizes grow per iteration makes one per iteration)."""
 
 
 class UnsupportedRegion(ValueError):
@@ -377,6 +379,38 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
 }
 
 
+def _shape_binders(inputs: Sequence[Value]) -> dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]]:
+    """symbol -> (input, axis, its dim, the symbol): a bare symbol first, else a dim linear in one symbol."""
+    out: dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]] = {}
+    for k, v in enumerate(inputs):
+        if _tensor(v) is None:
+            continue
+        for a, d in enumerate(_shape(v)):
+            if isinstance(d, Sym) and d.is_symbol and str(d.expr) not in out:
+                out[str(d.expr)] = (k, a, d.expr, d.expr)  # type: ignore[assignment]
+    for k, v in enumerate(inputs):
+        if _tensor(v) is None:
+            continue
+        for a, d in enumerate(_shape(v)):
+            if not isinstance(d, Sym) or len(d.expr.free_symbols) != 1:
+                continue
+            (sym,) = d.expr.free_symbols
+            if sym.name in out:  # type: ignore[attr-defined]
+                continue
+            try:
+                linear = sympy.Poly(d.expr, sym).degree() == 1
+            except sympy.PolynomialError:
+                linear = False
+            if linear:
+                out[sym.name] = (k, a, d.expr, sym)  # type: ignore[attr-defined]
+    return out
+
+
+def bindable(inputs: Sequence[Value]) -> set[str]:
+    """The symbols a region with these inputs can bind from their sizes."""
+    return set(_shape_binders(inputs))
+
+
 def supports(op: Op) -> bool:
     """Whether a native unit can hold ``op``: a kind with a C emitter, known dtypes, every dim resolved."""
     check = _CHECKS.get((op.domain, op.name))
@@ -444,6 +478,7 @@ class RegionUnit:
         self.source = self._generate()
         self._fn: Any = None
         self._dyn = [k for k, v in enumerate(self.inputs) if not _is_constant(v)]
+        self._value_keys = sorted({k for k, a, _, _ in self.binders.values() if a < 0})
         self._in_dtypes = [NP_TYPES[_dtype(v)] for v in self.inputs]
         self._out_dtypes = [NP_TYPES[_dtype(v)] for v in self.outputs]
         self._consts: list[tuple[int, np.ndarray]] | None = None
@@ -454,27 +489,11 @@ class RegionUnit:
 
     # -- symbols and storage ---------------------------------------------------------------------
     def _bind_symbols(self) -> dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]]:
-        """symbol -> (input, axis, its dim, the symbol): a bare symbol first, else a dim linear in one symbol."""
-        out: dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]] = {}
-        for k, v in enumerate(self.inputs):
-            assert v is not None
-            for a, d in enumerate(_shape(v)):
-                if isinstance(d, Sym) and d.is_symbol and str(d.expr) not in out:
-                    out[str(d.expr)] = (k, a, d.expr, d.expr)  # type: ignore[assignment]
-        for k, v in enumerate(self.inputs):
-            assert v is not None
-            for a, d in enumerate(_shape(v)):
-                if not isinstance(d, Sym) or len(d.expr.free_symbols) != 1:
-                    continue
-                (sym,) = d.expr.free_symbols
-                if sym.name in out:  # type: ignore[attr-defined]
-                    continue
-                try:
-                    linear = sympy.Poly(d.expr, sym).degree() == 1
-                except sympy.PolynomialError:
-                    linear = False
-                if linear:
-                    out[sym.name] = (k, a, d.expr, sym)  # type: ignore[attr-defined]
+        """symbol -> (input, axis, its dim, the symbol); axis -1: the input's (scalar) value is the symbol."""
+        out = _shape_binders(self.inputs)
+        bound: Any = zip(self.op.attrs.get("bind_values") or [], self.op.attrs.get("bind_symbols") or [])  # type: ignore[arg-type, call-overload]
+        for k, name in bound:
+            out.setdefault(str(name), (int(k), -1, sympy.S.Zero, sympy.S.Zero))
         missing = [s for s in self.symbols if s not in out]
         if missing:
             raise UnsupportedRegion(f"symbols {missing} are not sizes of the region's inputs")
@@ -912,6 +931,11 @@ class RegionUnit:
     def _plan(self, xs: Sequence[np.ndarray]) -> _Plan:
         env: dict[str, int] = {}
         for name, (k, a, expr, sym) in self.binders.items():
+            if a < 0:
+                if xs[k].size != 1:
+                    raise _Mismatch(f"{name} is bound to a scalar input that has {xs[k].size} elements")
+                env[name] = int(xs[k].reshape(-1)[0])
+                continue
             actual = xs[k].shape[a]
             if expr is sym:
                 env[name] = actual
@@ -1022,6 +1046,8 @@ class RegionUnit:
             if type(x) is not np.ndarray or not x.flags.c_contiguous or x.dtype != dtypes[k]:
                 raise _Mismatch("an input is not a C-contiguous array of its type")
         key = tuple([xs[k].shape for k in dyn])
+        if self._value_keys:
+            key += tuple([int(xs[k].reshape(-1)[0]) if xs[k].size == 1 else None for k in self._value_keys])
         plan = self._plans[key] if key in self._plans else self._new_plan(key, xs)
         if plan is None:
             raise _Mismatch("this signature runs op by op")
@@ -1052,8 +1078,9 @@ class RegionUnit:
         except _Mismatch:
             plan = None
         with self._lock:
-            if len(self._plans) < 64:
-                self._plans[key] = plan
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.pop(next(iter(self._plans)))  # NOTE: the oldest signature goes
+            self._plans[key] = plan
         return plan
 
     def _take_constants(self, xs: list[Any]) -> list[tuple[int, np.ndarray]]:
