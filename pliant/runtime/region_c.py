@@ -280,8 +280,35 @@ def _check_shape(op: Op) -> bool:
 
 
 def _check_range(op: Op) -> bool:
-    return len(op.operands) == 3 and all(v is not None and _dtype(v) == DType.INT64 and len(_shape(v)) <= 1
-                                         for v in op.operands) and len(_shape(op.results[0])) == 1
+    dt = _dtype(op.results[0])
+    return len(op.operands) == 3 and dt in (DType.INT64, DType.FLOAT) and all(
+        v is not None and _dtype(v) == dt and len(_shape(v)) <= 1 for v in op.operands) \
+        and len(_shape(op.results[0])) == 1
+
+
+def _split_sizes(op: Op) -> list[Dim] | None:
+    """Split's output sizes along its axis (from the results' types), when they are consistent."""
+    x = op.operands[0]
+    if x is None or any(_dtype(r) != _dtype(x) for r in op.results):
+        return None
+    rank = len(_shape(x))
+    axis = _attr_int(op, "axis", 0)
+    if not -rank <= axis < rank:
+        return None
+    axis %= rank
+    if len(op.operands) > 1 and op.operands[1] is not None:
+        sizes = _const_ints(op.operands[1])
+        if sizes is None or len(sizes) != len(op.results):
+            return None
+    for r in op.results:
+        s = _shape(r)
+        if len(s) != rank or any(not dims_equal(s[a], _shape(x)[a]) for a in range(rank) if a != axis):
+            return None
+    return [_shape(r)[axis] for r in op.results]
+
+
+def _check_split(op: Op) -> bool:
+    return _split_sizes(op) is not None
 
 
 def _check_arg(op: Op) -> bool:
@@ -369,6 +396,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     ("", "Slice"): _check_slice,
     ("", "Shape"): _check_shape,
     ("", "Range"): _check_range,
+    ("", "Split"): _check_split,
     ("", "ArgMax"): _check_arg,
     ("", "ArgMin"): _check_arg,
     **{("", n): _check_reduce for n in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")},
@@ -636,6 +664,8 @@ class RegionUnit:
             self._gather(o)
         elif name == "Range":
             self._range(o)
+        elif name == "Split":
+            self._split(o)
         elif name in ("ArgMax", "ArgMin"):
             self._arg(o)
         elif name in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"):
@@ -829,9 +859,38 @@ class RegionUnit:
         self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
         self.lines.append("}")
 
+    def _split(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        rank = len(_shape(x))
+        axis = _attr_int(o, "axis", 0) % rank
+        ct = C_TYPES[_dtype(x)]
+        total = " + ".join(self._d(r, axis) for r in o.results)
+        self.lines += [f"if (({total}) != {self._d(x, axis)}) return 2;",
+                       f"{{ int64_t off = 0; const int64_t outer = {self._size(x, 0, axis)}, inner_in = {self._size(x, axis)};"]
+        for r in o.results:
+            self.lines += [
+                f"  {{ const int64_t inner = {self._size(r, axis)};",
+                f"    for (int64_t q = 0; q < outer; q++) memcpy({self._p(r)} + q * inner, "
+                f"{self._p(x)} + q * inner_in + off, (size_t)inner * sizeof({ct}));",
+                "    off += inner; }",
+            ]
+        self.lines.append("}")
+
     def _range(self, o: Op) -> None:
         st, lim, dl = (self._p(v) for v in o.operands if v is not None)
         r = o.results[0]
+        if _dtype(r) == DType.FLOAT:
+            # as the reference: the count from double arithmetic, each value start + i * delta in double
+            self.lines += [
+                f"{{ const double st = {st}[0], lim = {lim}[0], dl = {dl}[0];",
+                "  if (dl == 0.0) return 2;",
+                "  double c = ceil((lim - st) / dl); const int64_t cnt = c > 0.0 ? (int64_t)c : 0;",
+                f"  if (cnt != {self._d(r, 0)}) return 2;",
+                f"  for (int64_t i = 0; i < cnt; i++) {self._p(r)}[i] = (float)(st + (double)i * dl);",
+                "}",
+            ]
+            return
         self.lines += [
             f"{{ const int64_t st = {st}[0], lim = {lim}[0], dl = {dl}[0];",
             "  if (dl == 0) return 2;",

@@ -92,6 +92,14 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
          N("Expand", ["row", "sh"], ["e"]), N("Add", ["c", "e"], ["a"]), N("Mul", ["a", "x"], ["y"])],
         X, ["y"], [_w("row", 8)],
     ),
+    "split-range": (
+        [N("Split", ["x"], ["a", "b"], axis=-1, num_outputs=2), N("Split", ["x", "sizes"], ["c", "d", "e"], axis=2),
+         N("Shape", ["x"], ["sh"]), N("Gather", ["sh", "one"], ["l"], axis=0), N("Cast", ["l"], ["lf"], to=F),
+         N("Range", ["half", "lf", "third"], ["r"]), N("Mul", ["a", "b"], ["y"]), N("Concat", ["e", "c", "d"], ["y2"],
+                                                                                   axis=2)],
+        X, ["y", "y2", "r"], [_const("sizes", np.array([2, 3, 3])), _const("one", np.array(1)),
+                              _const("half", np.float32(0.0)), _const("third", np.float32(1.0))],
+    ),
 }
 # transA: (B*L, 8)^T (B*L, 8): the reduced dim is the run-time B*L
 CASES["gemm-transposed-a"] = (
