@@ -48,6 +48,7 @@ from pliant.ir.dims import Dim, Sym, compile_dims, dim_symbols, dims_equal
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
 from pliant.kernels.builtins import C_HELPERS
+from pliant.kernels.lower import PARALLEL_MIN_WORK
 from pliant.ops.typing import constant_value
 
 __all__ = ["RegionUnit", "UnsupportedRegion", "supports"]
@@ -585,9 +586,14 @@ class RegionUnit:
         rank = len(_shape(out))
         idx = [f"i{a}" for a in range(rank)]
         lines = []
+        # NOTE: the outer loop in parallel past PARALLEL_MIN_WORK elements, as the kernel layer decides; the
+        # inner one vectorised
+        par = f"if({self._size(out)} >= {PARALLEL_MIN_WORK})"
         for a in range(rank):
+            if a == 0 and rank > 1:
+                lines.append(f"_Pragma(\"omp parallel for {par}\")")
             if a == rank - 1:
-                lines.append("  " * a + "_Pragma(\"omp simd\")")
+                lines.append("  " * a + ("_Pragma(\"omp simd\")" if rank > 1 else f"_Pragma(\"omp parallel for simd {par}\")"))
             lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(out, a)}; {idx[a]}++) {{")
         lines += ["  " * rank + b for b in body]
         lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
@@ -754,6 +760,7 @@ class RegionUnit:
                "const float inv = 1.0f / sum; for (int64_t i = 0; i < n; i++) y[i] *= inv;")
         keep = "" if log else "y[i] = e; "
         self.lines += [
+            f"_Pragma(\"omp parallel for if({rows} * {n} >= {PARALLEL_MIN_WORK})\")",
             f"for (int64_t row = 0; row < {rows}; row++) {{",
             f"  const int64_t n = {n}; const float *x = {self._p(x)} + row * n; float *y = {self._p(r)} + row * n;",
             "  float mx = -INFINITY;",
@@ -773,6 +780,7 @@ class RegionUnit:
         eps = float(o.attrs.get("epsilon", 1e-5))  # type: ignore[arg-type]
         b = f"+ {self._p(bias)}[i]" if bias is not None else ""
         self.lines += [
+            f"_Pragma(\"omp parallel for if({self._size(x)} >= {PARALLEL_MIN_WORK})\")",
             f"for (int64_t row = 0; row < {self._size(x, 0, rank - 1)}; row++) {{",
             f"  const int64_t n = {self._d(x, rank - 1)}; const float *x = {self._p(x)} + row * n; "
             f"float *y = {self._p(r)} + row * n;",
