@@ -498,6 +498,8 @@ class RegionUnit:
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
         self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
+        self.elided = self._elided_transposes()
+        self.views = self._gather_views()
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
@@ -528,6 +530,42 @@ class RegionUnit:
             raise UnsupportedRegion(f"symbols {missing} are not sizes of the region's inputs")
         return out
 
+    def _elided_transposes(self) -> set[Value]:
+        """Transposes of the last two axes read only by MatMuls: the product reads the source transposed."""
+        out: set[Value] = set()
+        for o in self.ops:
+            if o.domain != "" or o.name != "Transpose" or o.results[0] in self.outputs:
+                continue
+            rank = len(_shape(o.results[0]))
+            perm_attr = o.attrs.get("perm")
+            perm = [int(p) for p in perm_attr] if isinstance(perm_attr, list | tuple) else list(  # type: ignore[arg-type]
+                reversed(range(rank)))
+            if rank < 2 or perm != [*range(rank - 2), rank - 1, rank - 2] or _dtype(o.results[0]) != DType.FLOAT:
+                continue
+            uses = o.results[0].uses
+            if uses and all(isinstance(u.user, Op) and u.user.name == "MatMul" and u.user.domain == ""
+                            and u.user in self.ops and u.index in (0, 1)
+                            and u.user.operands[1 - u.index] is not o.results[0] for u in uses):
+                out.add(o.results[0])
+        return out
+
+    def _gather_views(self) -> dict[Value, int]:
+        """Gathers of one constant index along an axis with only size-1 axes before it: a contiguous block of
+        the source, used in place (value -> the index)."""
+        out: dict[Value, int] = {}
+        for o in self.ops:
+            if o.domain != "" or o.name != "Gather" or o.results[0] in self.outputs:
+                continue
+            d, ind = o.operands[0], o.operands[1]
+            assert d is not None and ind is not None
+            idx = constant_value(ind)
+            if idx is None or idx.ndim != 0:
+                continue
+            axis = _attr_int(o, "axis", 0) % len(_shape(d))
+            if all(x == 1 for x in _shape(d)[:axis]):
+                out[o.results[0]] = int(idx)
+        return out
+
     def _storage(self) -> dict[Value, tuple[str, int]]:
         """Where each value lives: ("in", k), ("out", j), ("arena", root id), ("alias", root value id), ("array", j)."""
         st: dict[Value, tuple[str, int]] = {}
@@ -537,7 +575,7 @@ class RegionUnit:
         out_index = {v: j for j, v in enumerate(self.outputs)}
         for o in self.ops:
             r = o.results[0]
-            if o.domain == "" and o.name in _ALIASES and r not in out_index:
+            if (o.domain == "" and o.name in _ALIASES and r not in out_index) or r in self.elided or r in self.views:
                 src = o.operands[0]
                 assert src is not None
                 st[r] = ("alias", self.vid[src])
@@ -621,6 +659,14 @@ class RegionUnit:
                 src = f"p[{len(self.inputs) + len(self.outputs) + 1 + k}]"
             elif kind == "arena":
                 src = f"(arena + s[{self.offset_slot[k]}])"
+            elif v in self.views:
+                g = v.defining_op
+                assert g is not None and g.operands[0] is not None
+                d = g.operands[0]
+                axis = _attr_int(g, "axis", 0) % len(_shape(d))
+                at = self.views[v]
+                at_expr = f"({at} + {self._d(d, axis)})" if at < 0 else str(at)
+                src = f"v{k} + {at_expr} * ({self._size(d, axis + 1)})"
             else:
                 src = f"v{k}"
             head.append(f"  {ct} *restrict v{self.vid[v]} = ({ct} *){src};" if kind != "alias"
@@ -661,13 +707,20 @@ class RegionUnit:
         elif name == "LayerNormalization":
             self._layer_norm(o)
         elif name == "Transpose":
-            self._transpose(o)
+            if r not in self.elided:
+                self._transpose(o)
         elif name == "Concat":
             self._concat(o)
         elif name == "Slice":
             self._slice(o)
         elif name == "Gather":
-            self._gather(o)
+            if r in self.views:
+                d = o.operands[0]
+                assert d is not None
+                at, dim = self.views[r], self._d(d, _attr_int(o, "axis", 0) % len(_shape(d)))
+                self.lines.append(f"if ({at} < -{dim} || {at} >= {dim}) return 1;")
+            else:
+                self._gather(o)
         elif name == "Range":
             self._range(o)
         elif name == "Split":
@@ -712,7 +765,8 @@ class RegionUnit:
         nb = len(so) - 2
         m, n, k = self._d(r, nb), self._d(r, nb + 1), self._d(a, len(_shape(a)) - 1)
         idx = [f"i{q}" for q in range(nb)]
-        body = [f"mm(s, {m}, {n}, {k}, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
+        ta, tb = int(a in self.elided), int(b in self.elided)
+        body = [f"gemm_t(s, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
                 f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
                 f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n});"]
         lines = []

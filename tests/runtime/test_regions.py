@@ -72,8 +72,10 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
     "concat-slice-gather": (
         [N("Concat", ["x", "x"], ["c"], axis=2), N("Shape", ["c"], ["sh"]), N("Gather", ["sh", "one"], ["l"], axis=0),
          N("Slice", ["c", "start", "l", "ax"], ["s"]), N("Slice", ["s", "big", "neg", "ax2", "mstep"], ["r"]),
-         N("Gather", ["r", "idx"], ["y"], axis=2)],
-        X, ["y"], [_const("one", np.array([1])), _const("start", np.array([1])), _const("ax", np.array([1])),
+         N("Gather", ["r", "idx"], ["y"], axis=2), N("Relu", ["x"], ["rx"]), N("Gather", ["rx", "first"], ["g0"], axis=0),
+         N("Gather", ["rx", "last"], ["g1"], axis=0), N("Sub", ["g0", "g1"], ["y2"])],
+        X, ["y", "y2"], [_const("one", np.array([1])), _const("start", np.array([1])), _const("ax", np.array([1])),
+                         _const("first", np.array(0)), _const("last", np.array(-1)),
                    _const("big", np.array([100])), _const("neg", np.array([-100])), _const("ax2", np.array([2])),
                    _const("mstep", np.array([-2])), _const("idx", np.array([[0, -1], [2, 1]]))],
     ),
