@@ -71,8 +71,14 @@ def _emit(block: Block, run: list[Op], module: Module, analysis: ShapeAnalysis |
     inputs: list[Value] = []
     seen: set[Value] = set()
     for op in run:
-        # NOTE: reads, not operands: a Fused body reads scalar constants its kernel has as literals
-        for v in sorted(reads(op), key=lambda v: (op.operands.index(v) if v in op.operands else len(op.operands))):
+        # NOTE: reads, not operands: a Fused body reads scalar constants its kernel has as literals; in the
+        # order they are read, so the unit's C source (its cache key) is the same in every process
+        outer = reads(op)
+        ordered = [v for v in op.operands if v is not None]
+        for inner in op.walk():
+            ordered += [v for v in inner.operands if v is not None and v in outer]
+        ordered += sorted(outer - set(ordered), key=lambda v: str(v.name))
+        for v in ordered:
             if v not in defined and v not in seen:
                 seen.add(v)
                 inputs.append(v)

@@ -160,3 +160,18 @@ def test_regions_can_be_turned_off() -> None:
     exe = pliant.compile(model, regions=False, specialize=False)
     assert "static" not in exe.report()["kernels"]
     assert "static-regions" not in [p["name"] for p in exe.report()["passes"]]
+
+
+def test_unit_sources_do_not_depend_on_object_identity() -> None:
+    """The C source is the disk cache's key: two compiles of one model (other objects, other addresses) must
+    produce the same sources, or a new process would compile every unit again."""
+    import os
+
+    from tests.analysis import models as M
+
+    path = os.path.join(M.SUITE, "gpt_decode_step.onnx")
+    sources = []
+    for _ in range(2):
+        exe = pliant.compile(path, specialize=False)
+        sources.append(sorted(region_c.RegionUnit(op).source for op in exe.module.walk() if op.name == "Static"))
+    assert sources[0] == sources[1] and sources[0]
