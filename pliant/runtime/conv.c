@@ -462,7 +462,7 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
     const float *zg = j->z ? j->z + (n * j->M + g * j->mg) * j->ohw : NULL;
     const float *wg = j->w + g * j->mg * j->K;
 
-    int64_t j0, j1, oh0 = 0, oh1 = 0, rstride = 0;
+    int64_t j0 = 0, j1 = 0, oh0 = 0, oh1 = 0, rstride = 0;
     const float *src = xg;
     int64_t *kofs = (int64_t *)sc->table;
     segment *seg = NULL;
@@ -471,7 +471,6 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
     int64_t cstride = j->H * j->W, origin = 0;
     if (j->mode == DIRECT) {
         oh0 = blk * j->rows, oh1 = oh0 + j->rows < j->OH ? oh0 + j->rows : j->OH;
-        j0 = oh0 * j->OW, j1 = oh1 * j->OW;
         /* the zero-padded rows the task reads (a few more than its share where tasks meet) */
         const int64_t pr0 = oh0 * j->SH, pr1 = (oh1 - 1) * j->SH + (j->KH - 1) * j->DH + 1, nrow = pr1 - pr0;
         const int64_t wq = j->wq;
@@ -524,17 +523,19 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
         const int fused = kb == j->nkb - 1 && (j->b || j->z || j->act);
         if (j->mode == GATHER)
             gather(&j->geo, src, cstride, origin, j->koff, k0, kc, j->nchunks, first, seg, lan, kofs, kr, sc->panels);
-        const float *b[NV], *z[NV];
-        float *c[NV];
-        int nl[NV];
-        if (j->mode == DIRECT) {
-            /* NV consecutive chunks a tile, whichever rows they are in (an output row of 16 columns fills half
-             * a tile); all the weights' rows for one tile in turn, while its input is in L1 (weights' rows
-             * outermost ran at 84 GFLOP/s on 32->32 channels of 16x16, against 110 this way) */
-            for (int64_t q0 = 0, r = 0, ow = 0; q0 < nchunk; q0 += NV) { /* chunk q0: row oh0 + r, column ow */
-                int64_t at[NV];
-                for (int v = 0; v < NV; v++) {
-                    if (q0 + v < nchunk) {
+        /* a tile's columns, then all the weights' rows against them in turn, while its B is in L1 (weights'
+         * rows outermost, DIRECT ran at 84 GFLOP/s on 32->32 channels of 16x16, against 110 this way) */
+        const int64_t ntiles = j->mode == DIRECT ? (nchunk + NV - 1) / NV : (j1 - j0 + NR - 1) / NR;
+        for (int64_t tt = 0, r = 0, ow = 0; tt < ntiles; tt++) {
+            const float *b[NV], *z[NV];
+            float *c[NV];
+            int64_t at[NV] = {0};
+            int nl[NV], exact = 0;
+            for (int v = 0; v < NV; v++) {
+                if (j->mode == DIRECT) {
+                    /* NV consecutive chunks of VL lanes, whichever output rows they are in (a row of 16 columns
+                     * fills half a tile); chunk r, ow: output row oh0 + r, column ow */
+                    if (tt * NV + v < nchunk) {
                         at[v] = (oh0 + r) * j->OW + ow;
                         b[v] = src + r * rstride + ow;
                         nl[v] = (int)(j->OW - ow < VL ? j->OW - ow : VL);
@@ -542,37 +543,23 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                     } else { /* past the end: a copy, not stored */
                         at[v] = at[0], b[v] = b[0], nl[v] = 0;
                     }
-                }
-                for (int64_t ip = 0; ip < j->npm; ip++) {
-                    const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
-                    const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, j->act, j->params[0], j->params[1],
-                                        j->params[2]};
-                    for (int v = 0; v < NV; v++) {
-                        c[v] = yg + ip * MR * j->ohw + at[v];
-                        z[v] = zg ? zg + ip * MR * j->ohw + at[v] : NULL;
-                    }
-                    tile(0, 0, kc, wg + ip * MR * j->K + k0, j->K, b, kofs + k0, c, zg ? z : NULL, j->ohw, mr, nl,
-                         kb > 0, fused ? &e : NULL);
+                } else {
+                    const int64_t jj = j0 + tt * NR + v * VL;
+                    at[v] = jj < j1 ? jj : j0 + tt * NR;
+                    b[v] = j->mode == FLAT ? src + at[v] : sc->panels + tt * kc * NR;
+                    nl[v] = jj < j1 ? (int)(j1 - jj < VL ? j1 - jj : VL) : 0;
+                    exact |= j->mode == FLAT && nl[v] < VL; /* FLAT reads the input itself: not past its end */
                 }
             }
-            continue;
-        }
-        for (int64_t ip = 0; ip < j->npm; ip++) {
-            const float *a = wg + ip * MR * j->K + k0;
-            float *yp = yg + ip * MR * j->ohw;
-            const float *zp = zg ? zg + ip * MR * j->ohw : NULL;
-            const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
-            const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, j->act, j->params[0], j->params[1],
-                                j->params[2]};
-            for (int64_t jj = j0; jj < j1; jj += NR) {
+            for (int64_t ip = 0; ip < j->npm; ip++) {
+                const int mr = (int)(j->mg - ip * MR < MR ? j->mg - ip * MR : MR);
+                const epilogue e = {j->b ? j->b + g * j->mg + ip * MR : NULL, j->act, j->params[0], j->params[1],
+                                    j->params[2]};
                 for (int v = 0; v < NV; v++) {
-                    const int64_t at = jj + v * VL < j1 ? jj + v * VL : jj;
-                    b[v] = j->mode == FLAT ? src + at : sc->panels + (jj - j0) / NR * kc * NR;
-                    c[v] = yp + at;
-                    z[v] = zp ? zp + at : NULL;
-                    nl[v] = jj + v * VL < j1 ? (int)(j1 - jj - v * VL < VL ? j1 - jj - v * VL : VL) : 0;
+                    c[v] = yg + ip * MR * j->ohw + at[v];
+                    z[v] = zg ? zg + ip * MR * j->ohw + at[v] : NULL;
                 }
-                tile(j->mode == GATHER, j->mode == FLAT && j1 - jj < NR, kc, a, j->K, b, kofs + k0, c, zp ? z : NULL,
+                tile(j->mode == GATHER, exact, kc, wg + ip * MR * j->K + k0, j->K, b, kofs + k0, c, zg ? z : NULL,
                      j->ohw, mr, nl, kb > 0, fused ? &e : NULL);
             }
         }
