@@ -61,6 +61,8 @@ SMALL_MATMUL = 1 << 17
 threads for a product this small cost more than the product (a 1x256x768 MatMul: 26-31 us inside a model
 against 4-6 us of loop)."""
 _ALIGN = 64
+_FIXED = 4
+"""Slots at the start of a unit's sizes: sgemm's address, whether it takes 64-bit ints, conv.c's entry, unused."""
 MAX_PLANS = 256
 """Input signatures whose plans a unit keeps (a loop whose sizes grow per iteration makes one per iteration)."""
 
@@ -378,6 +380,52 @@ def _check_gather(op: Op) -> bool:
     return rank >= 1 and -rank <= _attr_int(op, "axis", 0) < rank
 
 
+def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
+    """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
+    x, w = op.operands[0], op.operands[1] if len(op.operands) > 1 else None
+    if x is None or w is None or {_dtype(x), _dtype(w), _dtype(op.results[0])} != {DType.FLOAT}:
+        return None
+    rank = len(_shape(x))
+    if rank not in (3, 4) or len(_shape(w)) != rank or str(op.attrs.get("auto_pad", "NOTSET")) != "NOTSET":
+        return None
+    nsp = rank - 2
+    group = _attr_int(op, "group", 1)
+    cg = _shape(w)[1]
+    if group < 1 or cg == 0 or (cg == 1 and group > 1) or not isinstance(cg, int):
+        return None  # NOTE: depthwise runs its own kernel (native.conv) on the host
+
+    def ints(name: str, n: int, default: int) -> list[int] | None:
+        v = op.attrs.get(name)
+        if v is None or (isinstance(v, list | tuple) and not v):
+            return [default] * n
+        out = [int(e) for e in v] if isinstance(v, list | tuple) else None  # type: ignore[arg-type]
+        return out if out is not None and len(out) == n else None
+
+    st, pads, dil = ints("strides", nsp, 1), ints("pads", 2 * nsp, 0), ints("dilations", nsp, 1)
+    if st is None or pads is None or dil is None or min(st + dil) < 1 or min(pads) < 0:
+        return None
+    if op.name == "FusedConv":
+        z = op.operands[3] if len(op.operands) > 3 else None
+        if z is not None and _shape(z) != _shape(op.results[0]) and not all(
+                dims_equal(a, b) for a, b in zip(_shape(z), _shape(op.results[0]))):
+            return None
+        if str(op.attrs.get("activation") or "") not in ("", "Relu", "Clip", "LeakyRelu"):
+            return None
+    b = op.operands[2] if len(op.operands) > 2 else None
+    if b is not None and (_dtype(b) != DType.FLOAT or len(_shape(b)) != 1):
+        return None
+    return st, pads, dil, group
+
+
+def _check_conv(op: Op) -> bool:
+    return _conv_geometry(op) is not None
+
+
+def _check_global_average_pool(op: Op) -> bool:
+    x = op.operands[0]
+    return x is not None and _dtype(x) == DType.FLOAT and len(_shape(x)) >= 3
+
+
 def _check_shape_expr(op: Op) -> bool:
     return _dtype(op.results[0]) == DType.INT64
 
@@ -405,6 +453,9 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     ("", "ConstantOfShape"): _check_constant_of_shape,
     ("", "Gather"): _check_gather,
     ("pliant", "ShapeExpr"): _check_shape_expr,
+    ("", "Conv"): _check_conv,
+    ("pliant", "FusedConv"): _check_conv,
+    ("", "GlobalAveragePool"): _check_global_average_pool,
 }
 
 
@@ -443,7 +494,7 @@ def bindable(inputs: Sequence[Value]) -> set[str]:
 def supports(op: Op) -> bool:
     """Whether a native unit can hold ``op``: a kind with a C emitter, known dtypes, every dim resolved."""
     check = _CHECKS.get((op.domain, op.name))
-    if check is None or (op.regions and op.name != "Fused"):
+    if check is None or (op.regions and op.name not in ("Fused", "FusedConv")):
         return False
     if op.name == "Identity" and op.domain == "":
         return False  # NOTE: nothing to compute; as an alias it would only cost a copy when it is a result
@@ -491,19 +542,20 @@ class RegionUnit:
         dims: list[Dim] = []
         for k, v in enumerate(self.values):
             for a, d in enumerate(_shape(v)):
-                self.dim_slot[(k, a)] = 2 + len(dims)
+                self.dim_slot[(k, a)] = _FIXED + len(dims)
                 dims.append(d)
         self.n_dims = len(dims)
         self.symbols = sorted(set().union(*(dim_symbols(d) for d in dims)) if dims else set())
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
         self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
+        self.has_conv = any(o.name in ("Conv", "FusedConv") for o in self.ops)
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
-            self.offset_slot[k] = 2 + self.n_dims + len(self.offset_slot)
+            self.offset_slot[k] = _FIXED + self.n_dims + len(self.offset_slot)
         self.extras: list[Callable[[dict[Value, tuple[int, ...]]], int]] = []
         self.lines: list[str] = []
         self.source = self._generate()
@@ -608,7 +660,7 @@ class RegionUnit:
 
     def _extra(self, fn: Callable[[dict[Value, tuple[int, ...]]], int]) -> str:
         self.extras.append(fn)
-        return f"s[{2 + self.n_dims + len(self.offset_slot) + len(self.extras) - 1}]"
+        return f"s[{_FIXED + self.n_dims + len(self.offset_slot) + len(self.extras) - 1}]"
 
     def _index(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
         """The linear index of ``v`` broadcast to an output with index variables ``idx``."""
@@ -721,6 +773,10 @@ class RegionUnit:
                 self.lines.append(f"if ({at} < -{dim} || {at} >= {dim}) return 1;")
             else:
                 self._gather(o)
+        elif name in ("Conv", "FusedConv"):
+            self._conv(o)
+        elif name == "GlobalAveragePool":
+            self._global_average_pool(o)
         elif name == "Range":
             self._range(o)
         elif name == "Split":
@@ -921,6 +977,61 @@ class RegionUnit:
         self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
         self.lines.append("}")
 
+    def _conv(self, o: Op) -> None:
+        """conv.c's entry (address in s[2]) with this op's geometry and epilogue; a geometry the sizes contradict
+        returns 2 (the region then runs op by op)."""
+        from pliant.runtime import blas_conv
+
+        geo = _conv_geometry(o)
+        assert geo is not None
+        st, pads, dil, group = geo
+        x, w = o.operands[0], o.operands[1]
+        b = o.operands[2] if len(o.operands) > 2 else None
+        z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
+        assert x is not None and w is not None
+        r = o.results[0]
+        one = len(_shape(x)) == 3
+        d = self._d
+        h, wd = ("1", d(x, 2)) if one else (d(x, 2), d(x, 3))
+        kh, kw = ("1", d(w, 2)) if one else (d(w, 2), d(w, 3))
+        oh, ow = ("1", d(r, 2)) if one else (d(r, 2), d(r, 3))
+        if one:
+            st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
+        act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
+        lo, hi, alpha = ([float(v) for v in o.attrs.get("activation_params") or []] + [0.0] * 3)[:3]  # type: ignore[union-attr, arg-type]
+        params = ", ".join(_c_float(v) for v in (lo, hi, alpha))
+        sizes = [d(x, 0), d(x, 1), h, wd, d(w, 0), kh, kw, oh, ow, str(st[0]), str(st[1]), str(dil[0]), str(dil[1]),
+                 str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[act]), str(blas_conv.BLOCK_FLOATS),
+                 str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK), str(blas_conv.DIRECT_WASTE)]
+        span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
+                f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
+        self.lines += [
+            "{",
+            f"  if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 != {ow} "
+            f"|| {d(w, 1)} * {group} != {d(x, 1)} || {d(w, 0)} % {group} != 0) return 2;",
+            f"  static const float cparams[3] = {{{params}}};",
+            f"  const int64_t cs[21] = {{{', '.join(sizes)}}};",
+            f"  void *cp[6] = {{(void *){self._p(x)}, (void *){self._p(w)}, "
+            f"(void *){self._p(b) if b is not None else 'NULL'}, (void *){self._p(z) if z is not None else 'NULL'}, "
+            f"(void *){self._p(r)}, (void *)cparams}};",
+            "  if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) != 0) return -1;",
+            "}",
+        ]
+
+    def _global_average_pool(self, o: Op) -> None:
+        x = o.operands[0]
+        assert x is not None
+        r = o.results[0]
+        rows, n = self._size(x, 0, 2), self._size(x, 2)
+        self.lines += [
+            f"_Pragma(\"omp parallel for if({self._size(x)} >= {PARALLEL_MIN_WORK})\")",
+            f"for (int64_t row = 0; row < {rows}; row++) {{",
+            f"  const int64_t n = {n}; const float *x = {self._p(x)} + row * n; double acc = 0.0;",
+            "  _Pragma(\"omp simd reduction(+:acc)\") for (int64_t i = 0; i < n; i++) acc += x[i];",
+            f"  {self._p(r)}[row] = (float)(acc / (double)n);",
+            "}",
+        ]
+
     def _split(self, o: Op) -> None:
         x = o.operands[0]
         assert x is not None
@@ -1070,7 +1181,7 @@ class RegionUnit:
             raise _Mismatch("a size evaluates below 0")
         shapes: dict[Value, tuple[int, ...]] = {}
         for k, v in enumerate(self.values):
-            shapes[v] = tuple(int(dims[self.dim_slot[(k, a)] - 2] or 0) for a in range(len(_shape(v))))
+            shapes[v] = tuple(int(dims[self.dim_slot[(k, a)] - _FIXED] or 0) for a in range(len(_shape(v))))
         for k, v in enumerate(self.inputs):
             assert v is not None
             if shapes[v] != tuple(xs[k].shape):
@@ -1084,9 +1195,17 @@ class RegionUnit:
             address, ilp64 = sgemm()
         except BlasUnavailableError:
             address, ilp64 = 0, True
-        values = [address, int(ilp64), *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)], *extras]
+        conv = self._conv_address() if self.has_conv else 0
+        values = [address, int(ilp64), conv, 0, *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)],
+                  *extras]
         return _Plan((ctypes.c_int64 * max(1, len(values)))(*values), arena,
                      [shapes[v] for v in self.outputs], arrays)
+
+    @staticmethod
+    def _conv_address() -> int:
+        from pliant.runtime import blas_conv
+
+        return ctypes.cast(blas_conv._kernel(), ctypes.c_void_p).value or 0
 
     def _memory(self, shapes: dict[Value, tuple[int, ...]]) -> tuple[dict[int, int], int]:
         """Arena offsets (first fit over the region's order) of the values kept in the arena, and its size."""
@@ -1220,6 +1339,14 @@ class RegionUnit:
 
 
 MISMATCH = _Mismatch
+
+
+def _c_float(v: float) -> str:
+    if math.isnan(v):
+        return "NAN"
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    return f"{v!r}f"
 
 
 def _vector_decls(lines: list[str]) -> list[str]:

@@ -102,6 +102,16 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
         X, ["y", "y2", "r"], [_const("sizes", np.array([2, 3, 3])), _const("one", np.array(1)),
                               _const("half", np.float32(0.0)), _const("third", np.float32(1.0))],
     ),
+    "conv-fused-conv-pool": (
+        [N("Conv", ["img", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),
+         N("Conv", ["r1", "w2"], ["c2"], pads=[1, 2, 1, 3], strides=[2, 1], dilations=[1, 2]),
+         N("Conv", ["r1", "w3"], ["c3"], strides=[2, 1], pads=[0, 0, 0, 1], kernel_shape=[1, 1]), N("Add", ["c2", "c3"], ["s"]),
+         N("Relu", ["s"], ["r2"]), N("Conv", ["r2", "w4", "b4"], ["c4"], group=2), N("Clip", ["c4", "lo"], ["k"]),
+         N("GlobalAveragePool", ["k"], ["y"])],
+        [("img", F, ["B", 3, "H", "W"])], ["y", "r2"],
+        [_w("w1", 8, 3, 3, 3), _w("b1", 8), _w("w2", 8, 8, 3, 3), _w("w3", 8, 8, 1, 1), _w("w4", 6, 4, 1, 2),
+         _w("b4", 6), _const("lo", np.float32(0.05))],
+    ),
 }
 # transA: (B*L, 8)^T (B*L, 8): the reduced dim is the run-time B*L
 CASES["gemm-transposed-a"] = (
@@ -119,9 +129,10 @@ def test_region_matches_onnxruntime(name: str) -> None:
     assert exe.report()["kernels"].get("static") == 1, exe.program.unsupported
     assert [op.name for op in exe.module.entry.body.ops if op.name != "Constant"] == ["Static"]
     for b, n in SIZES:
-        x = RNG.standard_normal((b, n, 8)).astype(np.float32)
-        want = run_onnxruntime(model, {"x": x})
-        got = exe.run({"x": x})
+        name0, shape = (inputs[0][0], (b, n, 8)) if inputs[0][0] == "x" else (inputs[0][0], (b, 3, n + 3, n + 6))
+        x = RNG.standard_normal(shape).astype(np.float32)
+        want = run_onnxruntime(model, {name0: x})
+        got = exe.run({name0: x})
         for o, w in zip(outputs, want):
             assert got[o].dtype == w.dtype and got[o].shape == w.shape, o
             np.testing.assert_allclose(got[o], w, rtol=1e-4, atol=1e-5, err_msg=f"{name} {o} at {(b, n)}")
