@@ -15,12 +15,6 @@ EXPECTED_FAILURES: dict[str, str] = {
         "bmp_rgb", "jpeg2k_rgb", "jpeg_bgr", "jpeg_grayscale", "jpeg_rgb", "png_rgb", "pnm_rgb", "tiff_rgb", "webp_rgb")},
     "test_gradient_of_add": _GRADIENT,
     "test_gradient_of_add_and_mul": _GRADIENT,
-    "test_bernoulli": _RANDOM,
-    "test_bernoulli_double": _RANDOM,
-    "test_bernoulli_double_expanded": _RANDOM,
-    "test_bernoulli_expanded": _RANDOM,
-    "test_bernoulli_seed": _RANDOM,
-    "test_bernoulli_seed_expanded": _RANDOM,
     "test_loop16_seq_none": "ONNX's runner cannot compare a sequence holding a 0-d tensor (len() of unsized object); "
                             "pliant's output matches",
     "test_attention_4d_causal_fp16_expanded": (
@@ -28,3 +22,10 @@ EXPECTED_FAILURES: dict[str, str] = {
         "values round every float16 step; two elements differ by one float16 ulp, just over rtol 1e-3"
     ),
 }
+
+RANDOM_OUTPUTS: dict[str, str] = {
+    name: _RANDOM for name in ("test_bernoulli", "test_bernoulli_double", "test_bernoulli_double_expanded",
+                               "test_bernoulli_expanded", "test_bernoulli_seed", "test_bernoulli_seed_expanded")
+}
+"""Excluded, not expected to fail: a draw of 0/1 values matches the stored one by chance now and then (it did
+in one run of the three backend files), and an expected failure that passes fails the run."""
