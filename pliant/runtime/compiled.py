@@ -205,6 +205,7 @@ class CompiledModel:
             "ops": {"before": self.ops_before, "after": self.ops_after},
             "passes": [{"name": p.name, "changes": p.changes, "seconds": round(p.seconds, 4)} for p in self.passes],
             "kernels": dict(self.program.stats),
+            "regions": list(self.program.regions),
             "versions": 1 + len(self._versions),
             "specialized": [[list(s) if s is not None else None for s in sig] for sig in self._versions],
             "specialization_failures": list(self._failed.values()),

@@ -82,6 +82,7 @@ class FunctionProgram:
         self.template: Regs = []
         self.stats = {"fast": 0, "native": 0, "reference": 0, "control": 0, "constant": 0}
         self.unsupported: list[str] = []
+        self.regions: list[dict[str, Any]] = []
         self._number(fn.body)
         self.template = [None] * len(self.slot)
         self.blocks: dict[Block, BlockProgram] = {}
@@ -200,8 +201,12 @@ class FunctionProgram:
         except (region_c.UnsupportedRegion, TCError, OSError) as e:
             self.stats["reference"] += 1
             self.unsupported.append(f"{op.where}: {e}")
+            self.regions.append({"at": op.where, "ops": len(op.regions["body"].block.ops), "native": False,
+                                 "why": str(e).splitlines()[0]})
             return by_region
         self.stats["static"] = self.stats.get("static", 0) + 1
+        self.regions.append({"at": op.where, "ops": len(unit.ops), "native": True, "inputs": len(unit.inputs),
+                             "outputs": len(unit.outputs)})
         run = unit.run
         mismatch = region_c.MISMATCH
 

@@ -186,3 +186,10 @@ def test_unit_sources_do_not_depend_on_object_identity() -> None:
         exe = pliant.compile(path, specialize=False)
         sources.append(sorted(region_c.RegionUnit(op).source for op in exe.module.walk() if op.name == "Static"))
     assert sources[0] == sources[1] and sources[0]
+
+
+def test_report_lists_the_regions() -> None:
+    nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
+    exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
+    (region,) = exe.report()["regions"]
+    assert region["native"] and region["ops"] == 6 and region["outputs"] == 1
