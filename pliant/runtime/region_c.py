@@ -558,14 +558,21 @@ class RegionUnit:
             self.offset_slot[k] = _FIXED + self.n_dims + len(self.offset_slot)
         self.extras: list[Callable[[dict[Value, tuple[int, ...]]], int]] = []
         self.lines: list[str] = []
+        # pointers: the inputs that change per call, the outputs, the arena, the plan's arrays, then a table of
+        # the constant inputs' pointers (built once)
+        self._dyn = [k for k, v in enumerate(self.inputs) if not _is_constant(v)]
+        self._const_index = {k: j for j, k in enumerate(k for k in range(len(self.inputs)) if k not in self._dyn)}
+        self._out_base = len(self._dyn)
+        self._array_base = self._out_base + len(self.outputs) + 1
+        self._table_slot = self._array_base + len(self.plan_arrays)
         self.source = self._generate()
         self._fn: Any = None
-        self._dyn = [k for k, v in enumerate(self.inputs) if not _is_constant(v)]
         self._value_keys = sorted({k for k, a, _, _ in self.binders.values() if a < 0})
         self._in_dtypes = [NP_TYPES[_dtype(v)] for v in self.inputs]
         self._out_dtypes = [NP_TYPES[_dtype(v)] for v in self.outputs]
         self._consts: list[tuple[int, np.ndarray]] | None = None
-        self._const_ptrs: list[int] = [0] * len(self.inputs)
+        self._table: Any = None
+        self._table_address = 0
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -699,16 +706,16 @@ class RegionUnit:
         head = ["#include <stdint.h>", "#include <string.h>", "#include <math.h>", C_HELPERS,
                 *_vector_decls(self.lines), f"#define SMALL_MATMUL {SMALL_MATMUL}", _PRELUDE,
                 "int pliant_kernel(void **p, const int64_t *s) {",
-                f"  char *arena = (char *)p[{len(self.inputs) + len(self.outputs)}];"]
+                f"  char *arena = (char *)p[{self._out_base + len(self.outputs)}];"]
         for v in self.values:
             kind, k = self.storage[v]
             ct = C_TYPES[_dtype(v)]
             if kind == "in":
-                src = f"p[{k}]"
+                src = f"p[{self._dyn.index(k)}]" if k in self._dyn else f"((void *const *)p[{self._table_slot}])[{self._const_index[k]}]"
             elif kind == "out":
-                src = f"p[{len(self.inputs) + k}]"
+                src = f"p[{self._out_base + k}]"
             elif kind == "array":
-                src = f"p[{len(self.inputs) + len(self.outputs) + 1 + k}]"
+                src = f"p[{self._array_base + k}]"
             elif kind == "arena":
                 src = f"(arena + s[{self.offset_slot[k]}])"
             elif v in self.views:
@@ -743,7 +750,7 @@ class RegionUnit:
             self._fused(list(body.ops), body.outputs[0], r)
         elif o.domain == "pliant" and name == "ShapeExpr":
             if self.storage[r][0] == "out":
-                self.lines.append(f"memcpy({self._p(r)}, p[{len(self.inputs) + len(self.outputs) + 1 + self.plan_arrays.index(o)}], "
+                self.lines.append(f"memcpy({self._p(r)}, p[{self._array_base + self.plan_arrays.index(o)}], "
                                   f"(size_t)({self._size(r)}) * sizeof(int64_t));")
         elif name in _ALIASES:
             if self.storage[r][0] != "alias":
@@ -791,7 +798,7 @@ class RegionUnit:
             self._fill(o)
         elif name == "Shape":
             if self.storage[r][0] == "out":
-                self.lines.append(f"memcpy({self._p(r)}, p[{len(self.inputs) + len(self.outputs) + 1 + self.plan_arrays.index(o)}], "
+                self.lines.append(f"memcpy({self._p(r)}, p[{self._array_base + self.plan_arrays.index(o)}], "
                                   f"(size_t)({self._size(r)}) * sizeof(int64_t));")
         else:
             self._elementwise([o], r)
@@ -1301,10 +1308,8 @@ class RegionUnit:
         arena = getattr(self._local, "arena", None)
         if arena is None or arena.nbytes < plan.arena_bytes:
             arena = self._local.arena = np.empty(max(plan.arena_bytes, 64), np.uint8)
-        ptrs = list(self._const_ptrs)
-        for k, ptr in zip(dyn, data_pointers([xs[k] for k in dyn])):
-            ptrs[k] = ptr
-        ptrs += data_pointers([*outs, arena, *plan.arrays])
+        ptrs = data_pointers([*[xs[k] for k in dyn], *outs, arena, *plan.arrays])
+        ptrs.append(self._table_address)
         rc = self._fn((ctypes.c_void_p * len(ptrs))(*ptrs), plan.sizes)
         if rc != 0:
             raise _Mismatch(f"the native unit returned {rc}")
@@ -1330,11 +1335,9 @@ class RegionUnit:
         for k, x in consts:
             if type(x) is not np.ndarray or not x.flags.c_contiguous or x.dtype != self._in_dtypes[k]:
                 raise _Mismatch("a constant input is not a C-contiguous array of its type")
-        ptrs = [0] * len(xs)
-        for (k, _), ptr in zip(consts, data_pointers([x for _, x in consts])):
-            ptrs[k] = ptr
+        table = (ctypes.c_void_p * max(1, len(consts)))(*data_pointers([x for _, x in consts]))
         with self._lock:
-            self._const_ptrs, self._consts = ptrs, consts
+            self._table, self._table_address, self._consts = table, ctypes.addressof(table), consts
         return consts
 
 
