@@ -368,8 +368,8 @@ static void gather(const geometry *g, const float *src, int64_t cstride, int64_t
         /* NOTE: masked-off lanes are not read (no fault) and may lie outside the input: their addresses are
          * formed as integers, so that no out-of-range pointer is computed.  No load at all for a row outside
          * the image (mask 0): a masked load whose lanes all reach a page that is not present (the row above
-         * an input that begins a mapping) takes the microcoded fault suppression, 300-400 ns, which halved
-         * the speed of a stride-2 convolution (its phase-split rows are such a mapping) */
+         * an input that begins a mapping, or past the rows a task split) takes the microcoded fault
+         * suppression, 300-400 ns (a version that loaded such rows ran a stride-2 convolution at half speed) */
         if (s1 - s0 == 1) { /* one output row: one masked load per patch row (1.87 -> 1.67 ns a chunk) */
             const lanes *L = lan + s0 * khw;
             const uintptr_t base = (uintptr_t)src + (uintptr_t)seg[s0].base * 4;
