@@ -41,11 +41,11 @@ BLOCK_FLOATS = 1 << 16
 K_BLOCK = 512
 """Patch rows per K block (the product is accumulated in the output over blocks)."""
 
-PARALLEL_WORK = 1 << 21
-"""Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  Waking a passively waiting
-OpenMP thread takes 30-50 us on the 2-vCPU machine measured, so 2 threads lost below about 1.3M
-multiply-adds (a 16->16 3x3 convolution of 24x24: 38 us against 36) and won from about 2.4M (32x32: 59 us
-against 63; 32->32 of 32x32: 128 against 216)."""
+PARALLEL_WORK = 3 << 20
+"""Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  A passively waiting OpenMP thread
+(pliant's OMP_WAIT_POLICY) starts 30-50 us after the call wakes it on the 2-vCPU machine measured, and the
+call cannot return before it has: at 2.4M multiply-adds (50 us on one thread) two threads took 50-62 us,
+at 5.3M 84-94 us against 111-115, at 9.4M 134-152 against 188-190 (medians, machine otherwise idle)."""
 
 DIRECT_WASTE = 320
 """When the weights meet a zero-padded copy of the input in place (conv.c's DIRECT, width stride 1) instead of

@@ -157,6 +157,7 @@ CONVS = [
     (1, 3, (20, 1), 5, (3, 1), (1, 1), (1, 0, 1, 0), (1, 1), 1),  # one column: 16 output rows a gather step
     (1, 4, (1000,), 6, (3,), (2,), (1, 1), (1,), 1),  # 1-D, long
     (3, 2, (4, 4), 3, (4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # one output position
+    (1, 8, (5, 7), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 35 columns: threads share the channels
 ]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
