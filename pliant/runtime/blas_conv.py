@@ -1,13 +1,15 @@
-"""2-D convolution in one native call: patch gather, GEMM and a fused epilogue (``conv.c``).
+"""2-D convolution in one native call: GEMM and a fused epilogue (``conv.c``).
 
 ``conv2d`` computes ``act(conv(x, w) + b + z)`` for float32 NCHW tensors: the
 bias, a residual tensor ``z`` and the activation are applied to each output
 tile in the GEMM's registers, instead of in passes of their own.  The GEMM is
-``conv.c``'s own (AVX-512, AVX2 + FMA or plain C, whichever the compiler
-targets): the weights packed once per call, the patches gathered straight into
-the packed panels the microkernel reads, column blocks shared out over OpenMP
-threads.  It replaced OpenBLAS's ``sgemm`` called from the same C file, which
-was slower on every benchmark shape (``benchmarks/results/conv.md``) and whose
+``conv.c``'s own (AVX-512, AVX2 + FMA, GCC vector extensions or plain C,
+whichever the compiler targets), fed the patches without an im2col matrix:
+gathered a block at a time into the panels the microkernel reads, or read in
+place from a zero-padded copy of the input (stride 1) or the input itself
+(1x1); blocks of output columns (or channels) shared out over OpenMP threads.
+It replaced OpenBLAS's ``sgemm`` called from the same C file, which was slower
+on almost every benchmark shape (``benchmarks/results/conv.md``) and whose
 thread pool competed with OpenMP's for the cores.
 
 ``sgemm()`` (the address of the ``sgemm`` NumPy's BLAS exports) is no longer
@@ -35,8 +37,9 @@ ACTIVATIONS = {"": 0, "Relu": 1, "Clip": 2, "LeakyRelu": 3}
 """Epilogue activations ``conv.c`` applies, by ONNX op name ("" for none)."""
 
 BLOCK_FLOATS = 1 << 16
-"""Patch-panel elements a task gathers at a time (256 KiB per thread): 64K-1M floats and K blocks of 256 to
-2304 rows timed within noise (+-2%) at 1 thread on the benchmark shapes; the smaller keeps a block in L2."""
+"""Patch-panel elements a task gathers at a time (256 KiB per thread; it sets the columns of a task): 64K-1M
+floats and K blocks of 256 to 2304 rows timed within noise (+-2%) at 1 thread on the benchmark shapes; the
+smaller keeps a block in L2."""
 
 K_BLOCK = 512
 """Patch rows per K block (the product is accumulated in the output over blocks)."""

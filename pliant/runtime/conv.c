@@ -1,20 +1,23 @@
-/* pliant: float32 NCHW 2-D convolution in one call: patches gathered straight into packed panels,
- * a register-blocked GEMM of our own and a fused epilogue,
+/* pliant: float32 NCHW 2-D convolution in one call: a register-blocked GEMM of our own, fed the patches
+ * without an im2col matrix, and a fused epilogue,
  *
  *     y = act(conv(x, w) + z + b)      (b per output channel, z a tensor of y's shape; both optional)
  *
  * act: 0 none, 1 max(v, 0), 2 min(max(v, lo), hi), 3 v < 0 ? alpha*v : v.
  *
  * Per image and group the product is Y (mg x OH*OW) = W (mg x K) * P (K x OH*OW), K = Cg*KH*KW, P the
- * patch matrix.  The output columns are cut into blocks (tasks, shared out over OpenMP threads); a task
- * gathers its block of P, KC rows at a time, directly as NR-column panels (KC x NR contiguous, zero past
- * the image's end), so P is never packed twice, then runs the MR x NR microkernel over every (MR rows of
- * the weights, read in place; patch panel) pair.  The last K block applies the epilogue in the
- * microkernel's store, while the tile is in registers.  Nothing is shared between tasks but read-only
- * input, so one `omp parallel` region does the whole call (no other thread pool is woken).
+ * patch matrix.  The microkernel computes MR rows of Y by NR columns: MR rows of the weights (read in
+ * place) broadcast against NR-wide rows of P, in registers, over K in blocks of KC; the last block applies
+ * the epilogue as the tile is stored.  P is never built whole; its rows come (see "one call") from
+ *   GATHER: NR-column panels (KC x NR contiguous) the task gathers from the input, any geometry;
+ *   DIRECT: a zero-padded copy of the task's input rows, read in place (width stride 1);
+ *   FLAT:   the input itself (an unpadded stride-1 1x1 convolution).
+ * The output columns (and, where they are few, the output channels) are cut into tasks that OpenMP
+ * threads take in turn; nothing is shared between tasks but read-only input, so one `omp parallel`
+ * region does the whole call (no other thread pool is woken).
  *
- * A stride s > 1 along the width is first split into s phases per input row (x[.., t*s + p] at phase p,
- * position t), after which every window row is a contiguous run again, as for stride 1, and the gather
+ * A width stride s > 1 (GATHER) first splits the task's input rows into s phases (x[.., t*s + p] at phase
+ * p, position t), after which every window row is a contiguous run again, as for stride 1, and the gather
  * is masked vector loads (AVX-512) or plain copies.
  *
  * Entry (the kernel layer's calling convention): int pliant_kernel(void **p, const int64_t *s)
