@@ -426,6 +426,20 @@ def _check_global_average_pool(op: Op) -> bool:
     return x is not None and _dtype(x) == DType.FLOAT and len(_shape(x)) >= 3
 
 
+def _check_scatter_elements(op: Op) -> bool:
+    if len(op.operands) != 3 or any(v is None for v in op.operands):
+        return False
+    x, ind, upd = op.operands
+    assert x is not None and ind is not None and upd is not None
+    rank = len(_shape(x))
+    red = str(op.attrs.get("reduction", "none"))
+    return (_dtype(ind) == DType.INT64 and _dtype(upd) == _dtype(x) == _dtype(op.results[0])
+            and _dtype(x) in (DType.FLOAT, DType.INT64) and red in ("none", "add", "mul", "max", "min")
+            and len(_shape(ind)) == rank == len(_shape(upd)) and rank >= 1
+            and all(dims_equal(a, b) for a, b in zip(_shape(ind), _shape(upd)))
+            and -rank <= _attr_int(op, "axis", 0) < rank)
+
+
 def _check_shape_expr(op: Op) -> bool:
     return _dtype(op.results[0]) == DType.INT64
 
@@ -456,6 +470,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     ("", "Conv"): _check_conv,
     ("pliant", "FusedConv"): _check_conv,
     ("", "GlobalAveragePool"): _check_global_average_pool,
+    ("", "ScatterElements"): _check_scatter_elements,
 }
 
 
@@ -784,6 +799,8 @@ class RegionUnit:
             self._conv(o)
         elif name == "GlobalAveragePool":
             self._global_average_pool(o)
+        elif name == "ScatterElements":
+            self._scatter_elements(o)
         elif name == "Range":
             self._range(o)
         elif name == "Split":
@@ -1024,6 +1041,39 @@ class RegionUnit:
             "  if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) != 0) return -1;",
             "}",
         ]
+
+    def _scatter_elements(self, o: Op) -> None:
+        """A copy of the data, then each update written (or combined) at its index along the axis, in order
+        (a repeated index: the last write wins, as NumPy's assignment); an index out of range returns 1."""
+        x, ind, upd = o.operands
+        assert x is not None and ind is not None and upd is not None
+        r = o.results[0]
+        rank = len(_shape(x))
+        axis = _attr_int(o, "axis", 0) % rank
+        ct = C_TYPES[_dtype(x)]
+        red = str(o.attrs.get("reduction", "none"))
+        combine = {"none": "{1}", "add": "{0} + {1}", "mul": "{0} * {1}",
+                   "max": "({1} > {0} || {1} != {1}) ? {1} : {0}", "min": "({1} < {0} || {1} != {1}) ? {1} : {0}"}[red]
+        checks = " || ".join(f"{self._d(ind, a)} > {self._d(x, a)}" for a in range(rank) if a != axis) or "0"
+        idx = [f"i{a}" for a in range(rank)]
+        dst = ""
+        for a in range(rank):
+            i = "k" if a == axis else idx[a]
+            dst = i if not dst else f"({dst}) * {self._d(x, a)} + {i}"
+        self.lines += [
+            f"if ({checks}) return 1;",
+            f"memcpy({self._p(r)}, {self._p(x)}, (size_t)({self._size(x)}) * sizeof({ct}));",
+        ]
+        lines = ["{"]
+        for a in range(rank):
+            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(ind, a)}; {idx[a]}++) {{")
+        lin = self._index(ind, _shape(ind), idx)
+        lines += ["  " * rank + f"int64_t k = {self._p(ind)}[{lin}]; if (k < 0) k += {self._d(x, axis)}; "
+                  f"if (k < 0 || k >= {self._d(x, axis)}) return 1;",
+                  "  " * rank + f"{ct} *dst = {self._p(r)} + ({dst}); const {ct} u = {self._p(upd)}[{lin}]; "
+                  f"*dst = {combine.format('*dst', 'u')};"]
+        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
+        self.lines += lines + ["}"]
 
     def _global_average_pool(self, o: Op) -> None:
         x = o.operands[0]

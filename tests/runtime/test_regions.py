@@ -112,6 +112,16 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
         [_w("w1", 8, 3, 3, 3), _w("b1", 8), _w("w2", 8, 8, 3, 3), _w("w3", 8, 8, 1, 1), _w("w4", 6, 4, 1, 2),
          _w("b4", 6), _const("lo", np.float32(0.05))],
     ),
+    "scatter-elements": (
+        [N("Relu", ["x"], ["r"]), N("Shape", ["x"], ["sh"]), N("ConstantOfShape", ["sh"], ["zi"],
+                                                                value=_const("v", np.array([0], np.int64))),
+         N("Slice", ["zi", "zero1", "two", "ax2"], ["ind"]), N("Slice", ["r", "zero1", "two", "ax2"], ["upd"]),
+         N("ScatterElements", ["x", "ind", "upd"], ["s1"], axis=2), N("Add", ["ind", "one"], ["ind1"]),
+         N("ScatterElements", ["s1", "ind1", "upd"], ["y"], axis=2, reduction="add"),
+         N("ScatterElements", ["y", "neg", "u3"], ["y2"], axis=2, reduction="max")],
+        X, ["y", "y2"], [_const("zero1", np.array([0])), _const("two", np.array([2])), _const("ax2", np.array([2])),
+                         _const("one", np.array(1)), _const("neg", np.array([[[-1, -3]]])), _w("u3", 1, 1, 2)],
+    ),
 }
 # transA: (B*L, 8)^T (B*L, 8): the reduced dim is the run-time B*L
 CASES["gemm-transposed-a"] = (
