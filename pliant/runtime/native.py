@@ -7,10 +7,10 @@ in the kernel language (``pliant.tc``): each is compiled on first use in its
 *generic* version -- every size is a run-time argument, so one compiled object
 serves every shape and a new shape never recompiles -- cached on disk by the
 kernel layer and kept in this process.  Loops are vectorised and, past a work
-threshold, run in parallel with OpenMP (``OMP_NUM_THREADS`` threads).  The GEMM
-inside a convolution is BLAS ``sgemm`` through ``np.matmul``; a generated kernel
-gathers the patches (im2col), except for a stride along W above 1, where NumPy's
-copy of a strided view measured faster.  Each choice is commented where it is made.
+threshold, run in parallel with OpenMP (``OMP_NUM_THREADS`` threads).  A
+convolution other than a depthwise one is one call into ``conv.c`` (through
+``pliant.runtime.blas_conv``): patches gathered into packed panels, its own
+GEMM and the epilogue.  Each choice is commented where it is made.
 
 Errors, so that a caller can fall back to the reference kernel:
 
@@ -41,7 +41,7 @@ import numpy as np
 from pliant import tc
 from pliant.errors import OpRuntimeError
 from pliant.kernels.lower import PARALLEL_MIN_WORK
-from pliant.ops.conv import pad_spatial, window_geometry, windows
+from pliant.ops.conv import window_geometry
 from pliant.runtime import blas_conv
 
 __all__ = [
@@ -169,13 +169,6 @@ _SOURCES: dict[str, tuple[str, tc.Schedule]] = {
   Y(r,c) = (X(r,c) + Bias(c)) * 0.5 * (1.0 + erf((X(r,c) + Bias(c)) * 0.7071067811865476))
 }""",
         _s(("r", "c")),
-    ),
-    # the patches of X(R = N*C, H, W) as cols(R, KH, KW, OH, OW): per image, the (C*KH*KW, OH*OW) matrix
-    "im2col": (
-        f"""def im2col(float(R,H,W) X, {_GEOMETRY}) -> (cols) {{
-  cols(r,kh,kw,oh,ow) = X(r, {_IH}, {_IW}) where r in 0:R, {_WINDOW}
-}}""",
-        _s(("r", "kh", "kw", "oh", "ow")),
     ),
     # one input channel per group (depthwise, any channel multiplier J): a direct convolution
     "conv_depthwise": (
@@ -383,8 +376,6 @@ def bias_gelu_erf(x: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 # --- windows: convolution and pooling ----------------------------------------------------------
 
-_COLS_BUDGET = 64 << 20
-"""Bytes of patches (im2col) built at once: a batch larger than this is convolved in chunks of images."""
 _MAX_CARRIER = 1 << 20
 """Elements of a geometry input past which the geometry is refused (a carrier must stay tiny)."""
 
@@ -437,8 +428,7 @@ def conv(
     """ONNX Conv, NCW or NCHW, with explicit ``pads`` (begin..., end...; ``auto_pad`` resolved by the caller).
 
     Depthwise (one input channel per group, any channel multiplier) runs a direct
-    kernel; otherwise the patches are gathered (im2col; not needed for an unpadded
-    stride-1 1x1 convolution) and multiplied by the weights with BLAS.
+    kernel; any other convolution is one call into ``conv.c`` (``blas_conv.conv2d``).
 
     With an epilogue (``pliant.FusedConv``): ``activation(conv + z)``, ``z`` a
     tensor of the result's shape (a residual), ``activation`` one of
@@ -497,15 +487,12 @@ def conv(
         wk = w.reshape(group, m // group, *win.kernel)
         y = _kernel("conv_depthwise")(xk, wk, o, s, p).reshape(n, m, *win.outs)
     else:
-        try:
-            # one native call: patches, BLAS product and the bias (see blas_conv)
-            y = blas_conv.conv2d(x, w, b, z, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
-                                 dilations=(win.dilations[0], win.dilations[1]),
-                                 pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
-                                 activation=activation, params=params)
-            return y.reshape(n, m, *outs)
-        except blas_conv.BlasUnavailableError:
-            y = _conv_gemm(x, w, win, group)
+        # one native call: patches, product, bias, residual and activation (see blas_conv)
+        y = blas_conv.conv2d(x, w, b, z, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
+                             dilations=(win.dilations[0], win.dilations[1]),
+                             pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
+                             activation=activation, params=params)
+        return y.reshape(n, m, *outs)
     if b is not None:
         y += b.reshape(1, m, 1, 1)
     if z is not None:
@@ -522,45 +509,6 @@ def _activate(y: np.ndarray, activation: str, params: tuple[float, float, float]
         np.clip(y, np.float32(params[0]), np.float32(params[1]), out=y)
     elif activation == "LeakyRelu":
         np.multiply(y, np.where(y < 0, np.float32(params[2]), np.float32(1)), out=y)
-
-
-def _conv_gemm(x: np.ndarray, w: np.ndarray, win: _Window, group: int) -> np.ndarray:
-    """The convolution as (weights) x (patches of x), per group, through ``np.matmul`` (BLAS sgemm)."""
-    n, c, h, wd = x.shape
-    m = w.shape[0]
-    kk, ll = c // group * win.kernel[0] * win.kernel[1], win.outs[0] * win.outs[1]
-    wm = w.reshape(group, m // group, kk)
-    y = np.empty((n, m, *win.outs), np.float32)
-    direct = win.kernel == [1, 1] and win.strides == [1, 1] and not any(win.pads_begin) and not any(win.pads_end)
-    step = n if direct else max(1, min(n, _COLS_BUDGET // (group * kk * ll * 4)))  # images per chunk
-    geometry = win.carriers()
-    for n0 in range(0, n, step):
-        n1 = min(n, n0 + step)
-        xs = x[n0:n1]
-        if direct:
-            cols = xs
-        elif win.strides[1] == 1:
-            cols = _kernel("im2col")(xs.reshape((n1 - n0) * c, h, wd), *geometry)
-        else:
-            cols = _strided_patches(xs, win)
-        out = y[n0:n1].reshape(n1 - n0, group, m // group, ll)
-        if group == 1 and n1 - n0 == 1:
-            np.matmul(wm[0], cols.reshape(kk, ll), out=out[0, 0])
-        else:
-            np.matmul(wm, cols.reshape(n1 - n0, group, kk, ll), out=out)
-    return y
-
-
-def _strided_patches(x: np.ndarray, win: _Window) -> np.ndarray:
-    """The patches of ``x`` as (N, C, KH, KW, OH, OW), for a stride along W above 1.
-
-    NOTE: measured, NumPy's copy of a strided window view beats the im2col kernel here: the
-    kernel's guarded reads at a run-time stride become masked gathers that vectorise badly
-    (e.g. 1.6-1.8 ms against 2.2-2.6 ms for conformer's 64-channel 499x39 input).
-    """
-    xp = pad_spatial(x, win.pads_begin, win.pads_end)
-    view = windows(xp, win.kernel, win.strides, win.dilations, win.outs)  # N, C, OH, OW, KH, KW
-    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3))
 
 
 @dataclass(frozen=True, slots=True)
