@@ -391,8 +391,8 @@ def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None
     nsp = rank - 2
     group = _attr_int(op, "group", 1)
     cg = _shape(w)[1]
-    if group < 1 or cg == 0 or (cg == 1 and group > 1) or not isinstance(cg, int):
-        return None  # NOTE: depthwise runs its own kernel (native.conv) on the host
+    if group < 1 or cg == 0 or not isinstance(cg, int):
+        return None
 
     def ints(name: str, n: int, default: int) -> list[int] | None:
         v = op.attrs.get(name)
@@ -796,7 +796,12 @@ class RegionUnit:
             else:
                 self._gather(o)
         elif name in ("Conv", "FusedConv"):
-            self._conv(o)
+            w = o.operands[1]
+            assert w is not None
+            if _shape(w)[1] == 1 and _attr_int(o, "group", 1) > 1:
+                self._conv_depthwise(o)
+            else:
+                self._conv(o)
         elif name == "GlobalAveragePool":
             self._global_average_pool(o)
         elif name == "ScatterElements":
@@ -1074,6 +1079,59 @@ class RegionUnit:
                   f"*dst = {combine.format('*dst', 'u')};"]
         lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
         self.lines += lines + ["}"]
+
+    def _conv_depthwise(self, o: Op) -> None:
+        """One input channel per group (any channel multiplier): a direct loop per output element, the epilogue
+        (bias, residual, activation) applied to it; conv.c's GEMM would multiply 1-row matrices."""
+        geo = _conv_geometry(o)
+        assert geo is not None
+        st, pads, dil, group = geo
+        x, w = o.operands[0], o.operands[1]
+        b = o.operands[2] if len(o.operands) > 2 else None
+        z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
+        assert x is not None and w is not None
+        r = o.results[0]
+        one = len(_shape(x)) == 3
+        d = self._d
+        h, wd = ("1", d(x, 2)) if one else (d(x, 2), d(x, 3))
+        kh, kw = ("1", d(w, 2)) if one else (d(w, 2), d(w, 3))
+        oh, ow = ("1", d(r, 2)) if one else (d(r, 2), d(r, 3))
+        if one:
+            st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
+        act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
+        lo, hi, alpha = ([float(v) for v in o.attrs.get("activation_params") or []] + [0.0] * 3)[:3]  # type: ignore[union-attr, arg-type]
+        finish = {"": "v", "Relu": "(v < 0.0f ? 0.0f : v)",
+                  "Clip": f"(v < {_c_float(lo)} ? {_c_float(lo)} : (v > {_c_float(hi)} ? {_c_float(hi)} : v))",
+                  "LeakyRelu": f"(v < 0.0f ? {_c_float(alpha)} * v : v)"}[act]
+        span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
+                f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
+        px, pw, pr = self._p(x), self._p(w), self._p(r)
+        bias = f"{self._p(b)}[m]" if b is not None else "0.0f"
+        resid = f" + {self._p(z)}[yi]" if z is not None else ""
+        self.lines += [
+            f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 != {ow} "
+            f"|| {d(x, 1)} != {group} || {d(w, 0)} % {group} != 0) return 2;",
+            "{",
+            f"  const int64_t N = {d(x, 0)}, C = {d(x, 1)}, H = {h}, W = {wd}, M = {d(w, 0)}, KH = {kh}, KW = {kw}, "
+            f"OH = {oh}, OW = {ow}, J = M / C;",
+            f"  _Pragma(\"omp parallel for if(N * M * OH * OW * KH * KW >= {PARALLEL_MIN_WORK})\")",
+            "  for (int64_t nm = 0; nm < N * M; nm++) {",
+            "    const int64_t n = nm / M, m = nm % M, g = m / J;",
+            f"    const float *xc = {px} + (n * C + g) * H * W; const float *wk = {pw} + m * KH * KW;",
+            "    for (int64_t y = 0; y < OH; y++) for (int64_t xo = 0; xo < OW; xo++) {",
+            f"      float acc = {bias};",
+            "      for (int64_t a = 0; a < KH; a++) {",
+            f"        const int64_t ih = y * {st[0]} - {pads[0]} + a * {dil[0]}; if (ih < 0 || ih >= H) continue;",
+            "        for (int64_t c = 0; c < KW; c++) {",
+            f"          const int64_t iw = xo * {st[1]} - {pads[1]} + c * {dil[1]};",
+            "          if (iw >= 0 && iw < W) acc += xc[ih * W + iw] * wk[a * KW + c];",
+            "        }",
+            "      }",
+            f"      const int64_t yi = (nm * OH + y) * OW + xo; const float v = acc{resid}; {pr}[yi] = {finish};",
+            "    }",
+            "  }",
+            "}",
+        ]
 
     def _global_average_pool(self, o: Op) -> None:
         x = o.operands[0]

@@ -122,6 +122,19 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
         X, ["y", "y2"], [_const("zero1", np.array([0])), _const("two", np.array([2])), _const("ax2", np.array([2])),
                          _const("one", np.array(1)), _const("neg", np.array([[[-1, -3]]])), _w("u3", 1, 1, 2)],
     ),
+    "depthwise": (
+        [N("Transpose", ["x", ], ["xt"], perm=[0, 2, 1]), N("Conv", ["xt", "dw", "db"], ["c"], group=8, pads=[3, 3]),
+         N("Relu", ["c"], ["r"]), N("Conv", ["r", "dw2"], ["c2"], group=8, pads=[1, 2], strides=[2], dilations=[2]),
+         N("Add", ["c2", "c2b"], ["y"])],
+        X, ["y"], [_w("dw", 8, 1, 7), _w("db", 8), _w("dw2", 16, 1, 3), _w("c2b", 16, 1)],
+    ),
+    "depthwise-2d-residual": (
+        [N("Conv", ["img", "w1"], ["c1"], pads=[1, 1, 1, 1]), N("Conv", ["c1", "dw", "db"], ["c2"], group=4,
+                                                                 pads=[1, 1, 1, 1]),
+         N("Conv", ["c1", "pw"], ["c3"]), N("Add", ["c2", "c3"], ["s"]), N("LeakyRelu", ["s"], ["y"], alpha=0.1)],
+        [("img", F, ["B", 3, "H", "W"])], ["y"],
+        [_w("w1", 4, 3, 3, 3), _w("dw", 8, 1, 3, 3), _w("db", 8), _w("pw", 8, 4, 1, 1)],
+    ),
 }
 # transA: (B*L, 8)^T (B*L, 8): the reduced dim is the run-time B*L
 CASES["gemm-transposed-a"] = (
