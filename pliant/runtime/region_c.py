@@ -524,6 +524,30 @@ def supports(op: Op) -> bool:
 # --- code generation ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _ConvC:
+    """A convolution as the unit's C sees it (sizes are C expressions)."""
+
+    x: Value
+    w: Value
+    b: Value | None
+    z: Value | None
+    r: Value
+    h: str
+    wd: str
+    kh: str
+    kw: str
+    oh: str
+    ow: str
+    st: list[int]
+    pads: list[int]
+    dil: list[int]
+    group: int
+    act: str
+    params: tuple[float, float, float]
+    check: str
+
+
 @dataclass
 class _Plan:
     sizes: Any  # ctypes int64 array
@@ -1006,38 +1030,48 @@ class RegionUnit:
         self._loops(r, [f"{self._p(r)}[{self._index(r, _shape(r), idx)}] = {self._p(x)}[{src or '0'}];"])
         self.lines.append("}")
 
+    def _conv_parts(self, o: Op) -> _ConvC:
+        """A Conv/FusedConv's operands, its geometry as 2-D (a 1-D one lifted to height 1), its epilogue, and the
+        C test that returns 2 where the sizes contradict the geometry (the region then runs op by op)."""
+        geo = _conv_geometry(o)
+        assert geo is not None
+        st, pads, dil, group = geo
+        x, w = o.operands[0], o.operands[1]
+        assert x is not None and w is not None
+        b = o.operands[2] if len(o.operands) > 2 else None
+        z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
+        r = o.results[0]
+        d = self._d
+        if len(_shape(x)) == 3:
+            (h, wd), (kh, kw), (oh, ow) = ("1", d(x, 2)), ("1", d(w, 2)), ("1", d(r, 2))
+            st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
+        else:
+            (h, wd), (kh, kw), (oh, ow) = (d(x, 2), d(x, 3)), (d(w, 2), d(w, 3)), (d(r, 2), d(r, 3))
+        act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
+        raw: Any = o.attrs.get("activation_params") or []
+        lo, hi, alpha = ([float(v) for v in raw] + [0.0] * 3)[:3]
+        span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
+                f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
+        check = (f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 "
+                 f"!= {ow} || {d(w, 1)} * {group} != {d(x, 1)} || {d(w, 0)} % {group} != 0) return 2;")
+        return _ConvC(x, w, b, z, r, h, wd, kh, kw, oh, ow, st, pads, dil, group, act, (lo, hi, alpha), check)
+
     def _conv(self, o: Op) -> None:
         """conv.c's entry (address in s[2]) with this op's geometry and epilogue; a geometry the sizes contradict
         returns 2 (the region then runs op by op)."""
         from pliant.runtime import blas_conv
 
-        geo = _conv_geometry(o)
-        assert geo is not None
-        st, pads, dil, group = geo
-        x, w = o.operands[0], o.operands[1]
-        b = o.operands[2] if len(o.operands) > 2 else None
-        z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
-        assert x is not None and w is not None
-        r = o.results[0]
-        one = len(_shape(x)) == 3
+        c = self._conv_parts(o)
+        x, w, b, z, r, st, pads, dil, group = c.x, c.w, c.b, c.z, c.r, c.st, c.pads, c.dil, c.group
         d = self._d
-        h, wd = ("1", d(x, 2)) if one else (d(x, 2), d(x, 3))
-        kh, kw = ("1", d(w, 2)) if one else (d(w, 2), d(w, 3))
-        oh, ow = ("1", d(r, 2)) if one else (d(r, 2), d(r, 3))
-        if one:
-            st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
-        act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
-        lo, hi, alpha = ([float(v) for v in o.attrs.get("activation_params") or []] + [0.0] * 3)[:3]  # type: ignore[union-attr, arg-type]
-        params = ", ".join(_c_float(v) for v in (lo, hi, alpha))
-        sizes = [d(x, 0), d(x, 1), h, wd, d(w, 0), kh, kw, oh, ow, str(st[0]), str(st[1]), str(dil[0]), str(dil[1]),
-                 str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[act]), str(blas_conv.BLOCK_FLOATS),
-                 str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK), str(blas_conv.DIRECT_WASTE)]
-        span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
-                f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
+        params = ", ".join(_c_float(v) for v in c.params)
+        sizes = [d(x, 0), d(x, 1), c.h, c.wd, d(w, 0), c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
+                 str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
+                 str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
+                 str(blas_conv.DIRECT_WASTE)]
         self.lines += [
+            c.check,
             "{",
-            f"  if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 != {ow} "
-            f"|| {d(w, 1)} * {group} != {d(x, 1)} || {d(w, 0)} % {group} != 0) return 2;",
             f"  static const float cparams[3] = {{{params}}};",
             f"  const int64_t cs[21] = {{{', '.join(sizes)}}};",
             f"  void *cp[6] = {{(void *){self._p(x)}, (void *){self._p(w)}, "
@@ -1083,37 +1117,20 @@ class RegionUnit:
     def _conv_depthwise(self, o: Op) -> None:
         """One input channel per group (any channel multiplier): a direct loop per output element, the epilogue
         (bias, residual, activation) applied to it; conv.c's GEMM would multiply 1-row matrices."""
-        geo = _conv_geometry(o)
-        assert geo is not None
-        st, pads, dil, group = geo
-        x, w = o.operands[0], o.operands[1]
-        b = o.operands[2] if len(o.operands) > 2 else None
-        z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
-        assert x is not None and w is not None
-        r = o.results[0]
-        one = len(_shape(x)) == 3
+        c = self._conv_parts(o)
+        x, w, b, z, r, st, pads, dil = c.x, c.w, c.b, c.z, c.r, c.st, c.pads, c.dil
+        lo, hi, alpha = (_c_float(v) for v in c.params)
+        finish = {"": "v", "Relu": "(v < 0.0f ? 0.0f : v)", "Clip": f"(v < {lo} ? {lo} : (v > {hi} ? {hi} : v))",
+                  "LeakyRelu": f"(v < 0.0f ? {alpha} * v : v)"}[c.act]
         d = self._d
-        h, wd = ("1", d(x, 2)) if one else (d(x, 2), d(x, 3))
-        kh, kw = ("1", d(w, 2)) if one else (d(w, 2), d(w, 3))
-        oh, ow = ("1", d(r, 2)) if one else (d(r, 2), d(r, 3))
-        if one:
-            st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
-        act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
-        lo, hi, alpha = ([float(v) for v in o.attrs.get("activation_params") or []] + [0.0] * 3)[:3]  # type: ignore[union-attr, arg-type]
-        finish = {"": "v", "Relu": "(v < 0.0f ? 0.0f : v)",
-                  "Clip": f"(v < {_c_float(lo)} ? {_c_float(lo)} : (v > {_c_float(hi)} ? {_c_float(hi)} : v))",
-                  "LeakyRelu": f"(v < 0.0f ? {_c_float(alpha)} * v : v)"}[act]
-        span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
-                f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
         px, pw, pr = self._p(x), self._p(w), self._p(r)
         bias = f"{self._p(b)}[m]" if b is not None else "0.0f"
         resid = f" + {self._p(z)}[yi]" if z is not None else ""
         self.lines += [
-            f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 != {ow} "
-            f"|| {d(x, 1)} != {group} || {d(w, 0)} % {group} != 0) return 2;",
+            c.check,
             "{",
-            f"  const int64_t N = {d(x, 0)}, C = {d(x, 1)}, H = {h}, W = {wd}, M = {d(w, 0)}, KH = {kh}, KW = {kw}, "
-            f"OH = {oh}, OW = {ow}, J = M / C;",
+            f"  const int64_t N = {d(x, 0)}, C = {d(x, 1)}, H = {c.h}, W = {c.wd}, M = {d(w, 0)}, KH = {c.kh}, "
+            f"KW = {c.kw}, OH = {c.oh}, OW = {c.ow}, J = M / C;",
             f"  _Pragma(\"omp parallel for if(N * M * OH * OW * KH * KW >= {PARALLEL_MIN_WORK})\")",
             "  for (int64_t nm = 0; nm < N * M; nm++) {",
             "    const int64_t n = nm / M, m = nm % M, g = m / J;",
