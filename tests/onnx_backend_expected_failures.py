@@ -1,7 +1,14 @@
-"""ONNX backend tests pliant does not pass, each with the reason.
+"""ONNX backend tests pliant does not pass, each with the reason, and the one setup every backend test file uses.
 
 An entry that starts passing fails the run (an unexpected success), so the list stays honest.
 """
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import onnx.backend.test
 
 _RANDOM = ("the expected values were drawn by another implementation's random generator; "
            "no implementation can reproduce them, even with a seed (the spec says so)")
@@ -29,3 +36,20 @@ RANDOM_OUTPUTS: dict[str, str] = {
 }
 """Excluded, not expected to fail: a draw of 0/1 values matches the stored one by chance now and then (it did
 in one run of the three backend files), and an expected failure that passes fails the run."""
+
+# NOTE: the "real" category downloads models from a hub, which this project cannot reach.
+HUB_MODELS = (r"(test_bvlc_alexnet|test_densenet121|test_inception_v1|test_inception_v2|test_resnet50"
+              r"|test_shufflenet|test_squeezenet|test_vgg19|test_zfnet512)")
+
+
+def backend_tests(backend: Any, module_name: str, include: str | None = None) -> onnx.backend.test.BackendTest:
+    """ONNX's backend tests for ``backend``: hub models and random outputs excluded, expected failures marked."""
+    tests = onnx.backend.test.BackendTest(backend, module_name)
+    if include is not None:
+        tests.include(include)
+    tests.exclude(HUB_MODELS)
+    for name in EXPECTED_FAILURES:
+        tests.xfail("^" + re.escape(name) + "_cpu$")
+    for name in RANDOM_OUTPUTS:
+        tests.exclude("^" + re.escape(name) + "_cpu$")
+    return tests

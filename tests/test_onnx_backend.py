@@ -7,16 +7,14 @@ list stays honest.
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
 import onnx
-import onnx.backend.test
 
 from pliant.onnx_backend import PliantBackend, PliantRep
 from tests.helpers import assert_round_trips
-from tests.onnx_backend_expected_failures import EXPECTED_FAILURES, RANDOM_OUTPUTS
+from tests.onnx_backend_expected_failures import backend_tests
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 
@@ -32,13 +30,6 @@ class RoundTripBackend(PliantBackend):
         return rep
 
 
-backend_test = onnx.backend.test.BackendTest(RoundTripBackend, __name__)
-# NOTE: the "real" category downloads models from a hub, which this project cannot reach.
-backend_test.exclude(r"(test_bvlc_alexnet|test_densenet121|test_inception_v1|test_inception_v2|test_resnet50"
-                     r"|test_shufflenet|test_squeezenet|test_vgg19|test_zfnet512)")
-for name in EXPECTED_FAILURES:
-    backend_test.xfail("^" + re.escape(name) + "_cpu$")
-for name in RANDOM_OUTPUTS:
-    backend_test.exclude("^" + re.escape(name) + "_cpu$")
+backend_test = backend_tests(RoundTripBackend, __name__)
 
 globals().update(backend_test.test_cases)

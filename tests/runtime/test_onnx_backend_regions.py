@@ -8,21 +8,16 @@ all decline).  Expected failures are the interpreter's, with their reasons.
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
 import onnx
-import onnx.backend.test
 
 from pliant.onnx_backend import CompiledBackend
 from pliant.transforms import static_regions
-from tests.onnx_backend_expected_failures import EXPECTED_FAILURES, RANDOM_OUTPUTS
+from tests.onnx_backend_expected_failures import backend_tests
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
-
-BUILT: list[int] = []
-
 
 class RegionBackend(CompiledBackend):
     """Compiled execution with single-op regions."""
@@ -35,18 +30,11 @@ class RegionBackend(CompiledBackend):
             rep = super().prepare(model, device, **kwargs)
         finally:
             static_regions.MIN_OPS = old
-        BUILT.append(rep.exe.report()["kernels"].get("static", 0))
         return rep
 
 
-backend_test = onnx.backend.test.BackendTest(RegionBackend, __name__)
-backend_test.include(r"^test_.*_cpu$")
-backend_test.exclude(r"(test_bvlc_alexnet|test_densenet121|test_inception_v1|test_inception_v2|test_resnet50"
-                     r"|test_shufflenet|test_squeezenet|test_vgg19|test_zfnet512)")
-for name in EXPECTED_FAILURES:
-    backend_test.xfail("^" + re.escape(name) + "_cpu$")
-for name in RANDOM_OUTPUTS:
-    backend_test.exclude("^" + re.escape(name) + "_cpu$")
+# NOTE: only the node tests: the model categories are run by the interpreter's backend test file.
+backend_test = backend_tests(RegionBackend, __name__, include=r"^test_.*_cpu$")
 
 globals().update(backend_test.test_cases)
 
