@@ -719,20 +719,22 @@ class RegionUnit:
         return expr or "0"
 
     def _loops(self, out: Value, body: list[str]) -> None:
-        rank = len(_shape(out))
-        idx = [f"i{a}" for a in range(rank)]
+        self._nest(out, len(_shape(out)), body, parallel=True)
+
+    def _nest(self, v: Value, depth: int, body: list[str], parallel: bool = False) -> None:
+        """``body`` inside loops ``i0, i1, ...`` over the first ``depth`` dims of ``v``.  With ``parallel``: the
+        outer loop in parallel past PARALLEL_MIN_WORK elements (as the kernel layer decides), the inner one
+        vectorised."""
+        par = f"if({self._size(v)} >= {PARALLEL_MIN_WORK})"
         lines = []
-        # NOTE: the outer loop in parallel past PARALLEL_MIN_WORK elements, as the kernel layer decides; the
-        # inner one vectorised
-        par = f"if({self._size(out)} >= {PARALLEL_MIN_WORK})"
-        for a in range(rank):
-            if a == 0 and rank > 1:
+        for a in range(depth):
+            if parallel and a == 0 and depth > 1:
                 lines.append(f"_Pragma(\"omp parallel for {par}\")")
-            if a == rank - 1:
-                lines.append("  " * a + ("_Pragma(\"omp simd\")" if rank > 1 else f"_Pragma(\"omp parallel for simd {par}\")"))
-            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(out, a)}; {idx[a]}++) {{")
-        lines += ["  " * rank + b for b in body]
-        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
+            if parallel and a == depth - 1:
+                lines.append("  " * a + ("_Pragma(\"omp simd\")" if depth > 1 else f"_Pragma(\"omp parallel for simd {par}\")"))
+            lines.append("  " * a + f"for (int64_t i{a} = 0; i{a} < {self._d(v, a)}; i{a}++) {{")
+        lines += ["  " * depth + b for b in body]
+        lines += ["  " * (depth - 1 - a) + "}" for a in range(depth)]
         self.lines += ["{"] + lines + ["}"]
 
     def _elementwise(self, ops: list[Op], result: Value) -> None:
@@ -878,12 +880,7 @@ class RegionUnit:
         body = [f"gemm_t(s, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
                 f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
                 f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n});"]
-        lines = []
-        for q in range(nb):
-            lines.append("  " * q + f"for (int64_t {idx[q]} = 0; {idx[q]} < {self._d(r, q)}; {idx[q]}++) {{")
-        lines += ["  " * nb + x for x in body]
-        lines += ["  " * (nb - 1 - q) + "}" for q in range(nb)]
-        self.lines += ["{"] + lines + ["}"]
+        self._nest(r, nb, body)
 
     def _batch(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
         """The linear batch index of ``v`` (its dims before the last two) for output batch index ``idx``."""
@@ -1103,16 +1100,11 @@ class RegionUnit:
             f"if ({checks}) return 1;",
             f"memcpy({self._p(r)}, {self._p(x)}, (size_t)({self._size(x)}) * sizeof({ct}));",
         ]
-        lines = ["{"]
-        for a in range(rank):
-            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(ind, a)}; {idx[a]}++) {{")
         lin = self._index(ind, _shape(ind), idx)
-        lines += ["  " * rank + f"int64_t k = {self._p(ind)}[{lin}]; if (k < 0) k += {self._d(x, axis)}; "
-                  f"if (k < 0 || k >= {self._d(x, axis)}) return 1;",
-                  "  " * rank + f"{ct} *dst = {self._p(r)} + ({dst}); const {ct} u = {self._p(upd)}[{lin}]; "
-                  f"*dst = {combine.format('*dst', 'u')};"]
-        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
-        self.lines += lines + ["}"]
+        self._nest(ind, rank, [f"int64_t k = {self._p(ind)}[{lin}]; if (k < 0) k += {self._d(x, axis)}; "
+                               f"if (k < 0 || k >= {self._d(x, axis)}) return 1;",
+                               f"{ct} *dst = {self._p(r)} + ({dst}); const {ct} u = {self._p(upd)}[{lin}]; "
+                               f"*dst = {combine.format('*dst', 'u')};"])
 
     def _conv_depthwise(self, o: Op) -> None:
         """One input channel per group (any channel multiplier): a direct loop per output element, the epilogue
@@ -1250,13 +1242,8 @@ class RegionUnit:
             i = "0" if a in axes else idx[a]
             out_expr = i if not out_expr else f"({out_expr}) * {self._d(r, rd)} + {i}"
             rd += 1
-        lines = []
-        for a in range(rank):
-            lines.append("  " * a + f"for (int64_t {idx[a]} = 0; {idx[a]} < {self._d(x, a)}; {idx[a]}++) {{")
-        lines.append("  " * rank + f"{ct} *dst = {self._p(r)} + ({out_expr or '0'}); const {ct} acc = *dst, "
-                     f"v = {self._p(x)}[{self._index(x, _shape(x), idx)}]; *dst = {step};")
-        lines += ["  " * (rank - 1 - a) + "}" for a in range(rank)]
-        self.lines += ["{"] + lines + ["}"]
+        self._nest(x, rank, [f"{ct} *dst = {self._p(r)} + ({out_expr or '0'}); const {ct} acc = *dst, "
+                             f"v = {self._p(x)}[{self._index(x, _shape(x), idx)}]; *dst = {step};"])
         if o.name == "ReduceMean":
             count = " * ".join(self._d(x, a) for a in axes) or "1"
             self.lines.append(f"for (int64_t i = 0; i < {self._size(r)}; i++) {self._p(r)}[i] /= (float)({count});")
