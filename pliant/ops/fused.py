@@ -37,14 +37,15 @@ def _infer(ctx: InferContext) -> list[Type]:
 
 
 def _verify(op: Op) -> list[str]:
+    """Fused, FusedConv and Static: one region 'body' without arguments, yielding the op's results."""
     if set(op.regions) != {"body"}:
-        return [f"has regions {sorted(op.regions)}; a Fused op has one region 'body'"]
+        return [f"has regions {sorted(op.regions)}; a {op.name} op has one region 'body'"]
     b = op.regions["body"].block
     out = []
     if b.args:
-        out.append(f"region body takes {len(b.args)} arguments; it reads the group's inputs from outside")
-    if len(b.outputs) != 1:
-        out.append(f"region body yields {len(b.outputs)} values; a Fused op yields one")
+        out.append(f"region body takes {len(b.args)} arguments; it reads its inputs from outside")
+    if len(b.outputs) != len(op.results):
+        out.append(f"region body yields {len(b.outputs)} values for {len(op.results)} results")
     return out
 
 
@@ -96,19 +97,7 @@ def _infer_static(ctx: InferContext) -> list[Type]:
     return [v.type for v in body.block.outputs]
 
 
-def _verify_static(op: Op) -> list[str]:
-    if set(op.regions) != {"body"}:
-        return [f"has regions {sorted(op.regions)}; a Static op has one region 'body'"]
-    b = op.regions["body"].block
-    out = []
-    if b.args:
-        out.append(f"region body takes {len(b.args)} arguments; it reads its inputs from outside")
-    if len(b.outputs) != len(op.results):
-        out.append(f"region body yields {len(b.outputs)} values for {len(op.results)} results")
-    return out
-
-
-@register("Static", Dynamism.ISDOS, domain="pliant", infer=_infer_static, schema=STATIC_SCHEMA, verify=_verify_static,
+@register("Static", Dynamism.ISDOS, domain="pliant", infer=_infer_static, schema=STATIC_SCHEMA, verify=_verify,
           family="control")
 def static(ctx: KernelContext, *inputs: Any) -> Any:
     res = ctx.run_region("body", [])
