@@ -17,6 +17,7 @@ The pipeline (each pass verified after it when ``verify=True``)::
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -95,6 +96,7 @@ class CompiledModel:
         self.program = FunctionProgram(module, module.entry)
         self._feed_spec = _feed_spec(module.entry)
         self.compile_seconds = time.perf_counter() - t0
+        release_free_memory()
         self._peak_cache: tuple[Dim, Any] | None = None
         self._last_dims: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -164,6 +166,7 @@ class CompiledModel:
             program = FunctionProgram(module, module.entry, specialized=True)
             with self._lock:
                 self._versions[sig] = program
+            release_free_memory()
         except Exception as e:  # noqa: BLE001 - a version that cannot be built is left out; the generic one serves
             with self._lock:
                 self._failed[sig] = f"{type(e).__name__}: {e}"
@@ -312,6 +315,29 @@ def _peak_expression(module: Module) -> Dim:
         return peak_memory(module).bytes
     except (ValueError, TypeError):
         return None
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc only; elsewhere nothing happens).
+
+    Compiling allocates and frees far more than it keeps (protobuf copies, the analysis's expressions), and
+    glibc keeps freed small blocks in the heap: without this, a compiled model's resident set carries them.
+    """
+    global _TRIM
+    gc.collect()
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
 
 
 def _limit_threads(threads: int) -> None:

@@ -1417,9 +1417,9 @@ class RegionUnit:
             if xs[k] is not obj:
                 raise _Mismatch("a constant input changed")
         outs = [np.empty(shape, dt) for shape, dt in zip(plan.out_shapes, self._out_dtypes)]
-        arena = getattr(self._local, "arena", None)
+        arena = getattr(_ARENA, "buffer", None)
         if arena is None or arena.nbytes < plan.arena_bytes:
-            arena = self._local.arena = np.empty(max(plan.arena_bytes, 64), np.uint8)
+            arena = _ARENA.buffer = np.empty(max(plan.arena_bytes, 64), np.uint8)
         ptrs = data_pointers([*[xs[k] for k in dyn], *outs, arena, *plan.arrays])
         ptrs.append(self._table_address)
         rc = self._fn((ctypes.c_void_p * len(ptrs))(*ptrs), plan.sizes)
@@ -1454,6 +1454,10 @@ class RegionUnit:
 
 
 MISMATCH = _Mismatch
+
+# NOTE: one arena per thread for every unit of every model: a unit uses it only while its native call runs
+# (its results go to arrays of their own), and a thread runs one unit at a time
+_ARENA = threading.local()
 
 
 def _c_float(v: float) -> str:

@@ -7,6 +7,7 @@ and bytes).  Random ops are never merged.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,10 @@ def _key(op: Op) -> Any:
 
 def _attr_key(v: Any) -> Any:
     if isinstance(v, np.ndarray):
-        return (v.dtype.str, v.shape, v.tobytes())
+        if v.dtype == object:
+            return (v.dtype.str, v.shape, repr(v.tolist()))
+        # NOTE: a digest, not the bytes: keys of every weight at once would double the model's memory
+        return (v.dtype.str, v.shape, hashlib.blake2b(np.ascontiguousarray(v).reshape(-1).view(np.uint8).data).digest())
     if isinstance(v, list):
         return tuple(_attr_key(x) for x in v)
     return repr(v)

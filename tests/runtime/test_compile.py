@@ -64,6 +64,28 @@ def test_shape_chains_become_shape_exprs() -> None:
             np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
 
 
+def test_cse_merges_equal_constants_only() -> None:
+    """Constants are compared by dtype, shape and a digest of their bytes: equal weights merge, weights that
+    differ in one element, or only in dtype or shape, do not."""
+    from pliant.ir import DType, FunctionBuilder, tensor
+    from pliant.transforms.cse import cse
+
+    w = np.random.default_rng(5).standard_normal((64, 80)).astype(np.float32)
+    other = w.copy()
+    other[63, 79] += 1.0
+    fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, "N", 64))])
+    consts = [fb.const(v) for v in (w, w.copy(), other, w.astype(np.float64).astype(np.float32).reshape(80, 64))]
+    fb.output("y", fb.op("Concat", [fb.op("MatMul", [fb.inputs[0], c]) for c in consts[:3]], {"axis": 1}))
+    fb.output("z", consts[3])
+    module = fb.module()
+    assert cse(module) == 2  # the equal weight, then the MatMul that became equal to the first
+    kept = [op.attrs["value"] for op in module.entry.body.ops if op.name == "Constant"]
+    assert len(kept) == 3 and any(np.array_equal(k, other) for k in kept)
+    x = np.ones((2, 64), np.float32)
+    np.testing.assert_allclose(pliant.interpret(module, {"x": x})["y"],
+                               np.concatenate([x @ w, x @ w, x @ other], axis=1), rtol=1e-5)
+
+
 def test_compile_leaves_the_given_module_alone() -> None:
     module = pliant.load(os.path.join(M.DATA, "encoder.onnx"))
     text = str(module)

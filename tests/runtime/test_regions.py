@@ -216,3 +216,18 @@ def test_report_lists_the_regions() -> None:
     exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
     (region,) = exe.report()["regions"]
     assert region["native"] and region["ops"] == 6 and region["outputs"] == 1
+
+
+def test_units_of_two_models_share_one_arena_without_clobbering() -> None:
+    """Every unit in a thread uses the same arena; interleaved calls of two models (each unit's plan putting
+    its intermediates at other offsets of other sizes) still match ONNX Runtime, and the arena is one buffer."""
+    models = [_model(*CASES[name]) for name in ("matmul-softmax-transpose", "elementwise-broadcast")]
+    exes = [pliant.compile(m.SerializeToString(), specialize=False) for m in models]
+    sizes = []
+    for step in range(6):
+        k = step % 2
+        x = RNG.standard_normal((2, 3 + 4 * step, 8)).astype(np.float32)
+        got = exes[k].run({"x": x})["y"]
+        np.testing.assert_allclose(got, run_onnxruntime(models[k], {"x": x})[0], rtol=1e-4, atol=1e-5)
+        sizes.append(region_c._ARENA.buffer.nbytes)
+    assert sizes == sorted(sizes), "one buffer for both models' units, which only grows"
