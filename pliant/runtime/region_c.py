@@ -604,7 +604,7 @@ class RegionUnit:
         self._out_base = len(self._dyn)
         self._array_base = self._out_base + len(self.outputs) + 1
         self._table_slot = self._array_base + len(self.plan_arrays)
-        self.source = self._generate()
+        self.source: str | None = self._generate()
         self._fn: Any = None
         self._value_keys = sorted({k for k, a, _, _ in self.binders.values() if a < 0})
         self._in_dtypes = [NP_TYPES[_dtype(v)] for v in self.inputs]
@@ -614,7 +614,6 @@ class RegionUnit:
         self._table_address = 0
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
         self._lock = threading.Lock()
-        self._local = threading.local()
 
     # -- symbols and storage ---------------------------------------------------------------------
     def _bind_symbols(self) -> dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]]:
@@ -1390,7 +1389,9 @@ class RegionUnit:
             from pliant.kernels import cache
             from pliant.kernels.toolchain import find_toolchain
 
+            assert self.source is not None
             self._fn = cache.load(self.source, find_toolchain()).fn
+            self.source = None  # NOTE: kept only until loaded; a model's sources add up to megabytes
 
     def run(self, xs: list[Any]) -> list[np.ndarray]:
         """The region's outputs for inputs ``xs``; raises ``_Mismatch`` where it must run op by op.
@@ -1489,10 +1490,34 @@ typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, i
 static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *restrict a, const float *restrict b, float *restrict c) {
     if (tb && (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0)) {
-        /* rows of B are the columns of op(B): one contiguous dot product per element of C */
-        for (int64_t i = 0; i < m; i++) {
-            for (int64_t j = 0; j < n; j++) {
-                const float *restrict br = b + j * k;
+        /* rows of B are the columns of op(B): one contiguous dot product per element of C, four at a time
+         * (four independent sums: one sum is a chain of dependent adds, bound by their latency); the four
+         * rows of B stay in cache while every row of A meets them, so B is read from memory once */
+        int64_t j = 0;
+        if (!ta) {
+            for (; j + 4 <= n; j += 4) {
+                const float *restrict b0 = b + j * k, *restrict b1 = b0 + k, *restrict b2 = b1 + k, *restrict b3 = b2 + k;
+                for (int64_t i = 0; i < m; i++) {
+                    const float *restrict ar = a + i * k;
+                    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+                    _Pragma("omp simd reduction(+:s0, s1, s2, s3)") for (int64_t q = 0; q < k; q++) {
+                        const float x = ar[q];
+                        s0 += x * b0[q];
+                        s1 += x * b1[q];
+                        s2 += x * b2[q];
+                        s3 += x * b3[q];
+                    }
+                    float *restrict cr = c + i * n + j;
+                    cr[0] = alpha * s0;
+                    cr[1] = alpha * s1;
+                    cr[2] = alpha * s2;
+                    cr[3] = alpha * s3;
+                }
+            }
+        }
+        for (; j < n; j++) {
+            const float *restrict br = b + j * k;
+            for (int64_t i = 0; i < m; i++) {
                 float acc = 0.0f;
                 if (!ta) {
                     const float *restrict ar = a + i * k;
@@ -1506,22 +1531,26 @@ static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64
         return;
     }
     if (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0) {
-        for (int64_t i = 0; i < m; i++) {
-            float *restrict cr = c + i * n;
-            for (int64_t j = 0; j < n; j++) cr[j] = 0.0f;
-            int64_t q = 0;
-            if (!ta && !tb) {
-                /* four rows of B per pass over the row of C: a third of the loads and stores of C */
-                for (; q + 4 <= k; q += 4) {
+        /* four rows of B per pass over each row of C (a third of the loads and stores of C), every row of A
+         * meeting them while they are in cache: B is read from memory once */
+        for (int64_t i = 0; i < m * n; i++) c[i] = 0.0f;
+        int64_t q = 0;
+        if (!ta) {
+            for (; q + 4 <= k; q += 4) {
+                const float *restrict b0 = b + q * n, *restrict b1 = b0 + n, *restrict b2 = b1 + n, *restrict b3 = b2 + n;
+                for (int64_t i = 0; i < m; i++) {
                     const float a0 = alpha * a[i * k + q], a1 = alpha * a[i * k + q + 1];
                     const float a2 = alpha * a[i * k + q + 2], a3 = alpha * a[i * k + q + 3];
-                    const float *restrict b0 = b + q * n, *restrict b1 = b0 + n, *restrict b2 = b1 + n, *restrict b3 = b2 + n;
+                    float *restrict cr = c + i * n;
                     for (int64_t j = 0; j < n; j++) cr[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
                 }
             }
-            for (; q < k; q++) {
+        }
+        for (; q < k; q++) {
+            const float *restrict br = b + q * n;
+            for (int64_t i = 0; i < m; i++) {
                 const float av = alpha * (ta ? a[q * m + i] : a[i * k + q]);
-                const float *restrict br = b + q * n;
+                float *restrict cr = c + i * n;
                 for (int64_t j = 0; j < n; j++) cr[j] += av * br[j];
             }
         }

@@ -64,6 +64,13 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
         [N("MatMul", ["x", "w"], ["a"]), N("MatMul", ["a", "w2"], ["y"])],
         X, ["y"], [_w("w", 8, 512), _w("w2", 512, 512)],
     ),
+    "small-products-odd-sizes": (
+        # one to thirteen rows, columns and depths that are not multiples of the loops' unrolling (4)
+        [N("Gather", ["x", "first"], ["r"], axis=1), N("Gemm", ["r", "w", "c"], ["g"], transB=1),
+         N("MatMul", ["g", "w2"], ["y"]), N("MatMul", ["x", "w3"], ["h"]), N("MatMul", ["h", "w4"], ["y2"])],
+        X, ["y", "y2"], [_const("first", np.array(0)), _w("w", 7, 8), _w("c", 7), _w("w2", 7, 6), _w("w3", 8, 7),
+                         _w("w4", 7, 5)],
+    ),
     "gemm-layernorm": (
         [N("Reshape", ["x", "flat"], ["x2"]), N("Gemm", ["x2", "w", "c"], ["g"], transB=1, alpha=0.5, beta=2.0),
          N("LayerNormalization", ["g", "scale", "bias"], ["y"], axis=-1, epsilon=1e-3)],
@@ -207,7 +214,7 @@ def test_unit_sources_do_not_depend_on_object_identity() -> None:
     sources = []
     for _ in range(2):
         exe = pliant.compile(path, specialize=False)
-        sources.append(sorted(region_c.RegionUnit(op).source for op in exe.module.walk() if op.name == "Static"))
+        sources.append(sorted(str(region_c.RegionUnit(op).source) for op in exe.module.walk() if op.name == "Static"))
     assert sources[0] == sources[1] and sources[0]
 
 
