@@ -9,10 +9,14 @@
 
 import os as _os
 
-# NOTE: generated kernels use OpenMP and NumPy's BLAS has its own threads; OpenMP threads that spin after
-# each kernel (libgomp's default) starve BLAS on a small machine (measured: 6 ms instead of 0.4 ms per conv
-# at 2 threads). Passive waiting is set before any kernel loads the OpenMP runtime; a value set by the user wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# NOTE: OpenMP threads wait between parallel regions by spinning for GOMP_SPINCOUNT checks, then sleeping.
+# libgomp's default (300000 checks, milliseconds) starves NumPy's BLAS threads on a small machine (6 ms instead
+# of 0.4 per conv at 2 threads, measured when regions still called BLAS); passive waiting costs 50-90 us to
+# wake a sleeping thread at every region.  10000 checks spin for about 0.2-0.5 ms here: long enough to keep a
+# model's back-to-back regions warm, short enough to let BLAS (or another process) have the CPU soon after.
+# Set before any kernel loads the OpenMP runtime; a wait policy or spin count set by the user wins.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from pliant.analysis.rdp import analyze
 from pliant.errors import (

@@ -13,7 +13,9 @@ on almost every benchmark shape (``benchmarks/results/conv.md``) and whose
 thread pool competed with OpenMP's for the cores.
 
 ``sgemm()`` (the address of the ``sgemm`` NumPy's BLAS exports) is no longer
-used here; generated regions still call it.
+used here; region units call it only where ``conv.c`` cannot run (they use
+``conv.c``'s GEMM for their products: one OpenMP pool, whose threads spin a
+moment between regions, instead of two pools that compete for the cores).
 
 Raises ``CompilerNotFoundError`` when there is no C compiler.
 """

@@ -17,7 +17,6 @@ The pipeline (each pass verified after it when ``verify=True``)::
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 import time
@@ -324,7 +323,7 @@ def release_free_memory() -> None:
     glibc keeps freed small blocks in the heap: without this, a compiled model's resident set carries them.
     """
     global _TRIM
-    gc.collect()
+    # NOTE: no gc.collect() here: in a process holding millions of objects it takes a good part of a second
     if _TRIM is None:
         import ctypes
         import ctypes.util

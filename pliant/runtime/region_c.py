@@ -18,8 +18,10 @@ one call from Python instead of one call (and one NumPy dispatch) per op.
   are written straight into the arrays handed to the caller.
 - **Ops**: elementwise and broadcasting ops (and ``Fused`` groups) as one loop
   nest each, which the C compiler vectorises; MatMul/Gemm through a small
-  loop kernel for small products and BLAS ``sgemm`` (NumPy's, by address)
-  otherwise; Softmax/LogSoftmax/LayerNormalization over the last axis;
+  loop kernel for small products and ``conv.c``'s GEMM otherwise (a product
+  is a 1x1 convolution; an operand given transposed is transposed into a
+  scratch buffer first), on the same OpenMP threads as everything else, with
+  BLAS ``sgemm`` (NumPy's, by address) left for when conv.c cannot run; Softmax/LogSoftmax/LayerNormalization over the last axis;
   Transpose, Concat, Slice, Gather; ``ShapeExpr`` values are computed with
   the plan.  ``supports(op)`` says what a region may hold.
 
@@ -588,7 +590,7 @@ class RegionUnit:
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
         self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
-        self.has_conv = any(o.name in ("Conv", "FusedConv") for o in self.ops)
+        self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "MatMul", "Gemm") for o in self.ops)
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
         self.storage = self._storage()
@@ -743,8 +745,8 @@ class RegionUnit:
         self.lines = []
         for o in self.ops:
             self._emit(o)
-        head = ["#include <stdint.h>", "#include <string.h>", "#include <math.h>", C_HELPERS,
-                *_vector_decls(self.lines), f"#define SMALL_MATMUL {SMALL_MATMUL}", _PRELUDE,
+        head = ["#include <stdint.h>", "#include <stdlib.h>", "#include <string.h>", "#include <math.h>", C_HELPERS,
+                *_vector_decls(self.lines), f"#define SMALL_MATMUL {SMALL_MATMUL}", _gemm_defines(), _PRELUDE,
                 "int pliant_kernel(void **p, const int64_t *s) {",
                 f"  char *arena = (char *)p[{self._out_base + len(self.outputs)}];"]
         for v in self.values:
@@ -1313,7 +1315,7 @@ class RegionUnit:
             address, ilp64 = sgemm()
         except BlasUnavailableError:
             address, ilp64 = 0, True
-        conv = self._conv_address() if self.has_conv else 0
+        conv = self._conv_address() if self.calls_conv_c else 0
         values = [address, int(ilp64), conv, 0, *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)],
                   *extras]
         return _Plan((ctypes.c_int64 * max(1, len(values)))(*values), arena,
@@ -1480,6 +1482,13 @@ def _vector_decls(lines: list[str]) -> list[str]:
     return [f'float {fn}f(float{", float" if fn in ("pow", "atan2", "hypot") else ""}) __attribute__((simd("notinbranch")));'
             for fn in sorted(tc.vector_math) if re.search(rf"\b{fn}f\(", text)]
 
+def _gemm_defines() -> str:
+    from pliant.runtime import blas_conv
+
+    return "\n".join(f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
+                      ("BLOCK_FLOATS", "K_BLOCK", "PARALLEL_WORK", "DIRECT_WASTE")) + "\n#define TRANSPOSE_MAX (1 << 20)"
+
+
 _PRELUDE = r"""
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
@@ -1556,6 +1565,44 @@ static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64
         }
         return;
     }
+    if (s[2] != 0) {
+        /* conv.c's GEMM: C (m x n) = A (m x k) B (k x n) is a 1x1 convolution of a one-pixel-high image B of
+         * k channels and n columns by m filters A.  An operand given transposed is transposed into a scratch
+         * buffer of this thread first (m*k or k*n copies against m*n*k multiply-adds) */
+        static __thread float *scratch = NULL;
+        static __thread int64_t scratch_n = 0;
+        const int64_t need = (ta ? m * k : 0) + (tb ? k * n : 0);
+        if (need > scratch_n) {
+            free(scratch);
+            scratch = (float *)malloc((size_t)need * sizeof(float));
+            scratch_n = scratch ? need : 0;
+        }
+        if (need == 0 || scratch) {
+            const float *aa = a, *bb = b;
+            float *t = scratch;
+            if (ta) {
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t q = 0; q < k; q++) t[i * k + q] = a[q * m + i];
+                aa = t;
+                t += m * k;
+            }
+            if (tb) {
+                for (int64_t q = 0; q < k; q++)
+                    for (int64_t j = 0; j < n; j++) t[q * n + j] = b[j * k + q];
+                bb = t;
+            }
+            static const float no_params[3] = {0.0f, 0.0f, 0.0f};
+            const int64_t cs[21] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, GEMM_PARALLEL_WORK, GEMM_DIRECT_WASTE};
+            void *cp[6] = {(void *)bb, (void *)aa, NULL, NULL, (void *)c, (void *)no_params};
+            if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
+                if (alpha != 1.0f)
+                    for (int64_t i = 0; i < m * n; i++) c[i] *= alpha;
+                return;
+            }
+        }
+    }
+blas:;
     void *f = (void *)(intptr_t)s[0];
     const int oa = ta ? TRANS : NO_TRANS, ob = tb ? TRANS : NO_TRANS;
     const int64_t lda = ta ? m : k, ldb = tb ? k : n;

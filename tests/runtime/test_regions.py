@@ -59,10 +59,16 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
          N("Softmax", ["s"], ["p"], axis=-1), N("MatMul", ["p", "q"], ["o"]), N("LogSoftmax", ["o"], ["y"], axis=-1)],
         X, ["y"], [_w("w", 8, 16)],
     ),
-    "big-matmul-blas": (
-        # past the small-product threshold: BLAS sgemm from C
+    "big-matmul": (
+        # past the small-product threshold: conv.c's GEMM from the unit
         [N("MatMul", ["x", "w"], ["a"]), N("MatMul", ["a", "w2"], ["y"])],
         X, ["y"], [_w("w", 8, 512), _w("w2", 512, 512)],
+    ),
+    "big-products-transposed": (
+        # past the threshold with an operand given transposed (scratch transposes) and alpha
+        [N("MatMul", ["x", "w"], ["a"]), N("Reshape", ["a", "flat"], ["a2"]),
+         N("Gemm", ["a2", "w2", "c"], ["y"], transB=1, alpha=0.5), N("Gemm", ["a2", "a2"], ["y2"], transA=1, alpha=2.0)],
+        X, ["y", "y2"], [_w("w", 8, 512), _const("flat", np.array([-1, 512])), _w("w2", 300, 512), _w("c", 300)],
     ),
     "small-products-odd-sizes": (
         # one to thirteen rows, columns and depths that are not multiples of the loops' unrolling (4)
