@@ -37,6 +37,7 @@ from pliant.transforms.dce import dce
 from pliant.transforms.fold_constants import fold_constants
 from pliant.transforms.fuse_conv import fuse_conv
 from pliant.transforms.fuse_elementwise import fuse_elementwise
+from pliant.transforms.gemm_layout import gemm_layout
 from pliant.transforms.manager import PassStat, run_passes
 from pliant.transforms.schedule import schedule
 from pliant.transforms.shape_chains import shape_chains
@@ -86,10 +87,13 @@ class CompiledModel:
         if threads is not None:
             _limit_threads(threads)
         self.verify = verify
-        self._source = clone_module(module) if specialize else None
         self.ops_before = sum(1 for _ in module.walk())
+        # NOTE: before the copy kept for specialised versions, so that every version shares its constants
+        layout = run_passes(module, [gemm_layout], verify=verify)
+        self._source = clone_module(module) if specialize else None
         self.regions = regions
         self.analysis, self.passes = _pipeline(module, verify, regions)
+        self.passes = layout + self.passes
         self.module = module
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)

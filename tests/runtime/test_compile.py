@@ -56,8 +56,8 @@ def test_shape_chains_become_shape_exprs() -> None:
     assert before.count("Shape") >= 3 and ops.count("Shape") == 0
     assert ops.count("ShapeExpr") >= 1 and len(ops) < len(before)
     names = [p["name"] for p in exe.report()["passes"]]
-    assert names == ["shape-chains", "fold-constants", "cse", "dce", "fuse-conv", "fuse-elementwise", "schedule",
-                     "static-regions"]
+    assert names == ["gemm-layout", "shape-chains", "fold-constants", "cse", "dce", "fuse-conv", "fuse-elementwise",
+                     "schedule", "static-regions"]
     for feeds in M.gpt_step_feeds():
         got, want = exe.run(feeds), pliant.interpret(pliant.load(path), feeds)
         for k in want:
@@ -84,6 +84,35 @@ def test_cse_merges_equal_constants_only() -> None:
     x = np.ones((2, 64), np.float32)
     np.testing.assert_allclose(pliant.interpret(module, {"x": x})["y"],
                                np.concatenate([x @ w, x @ w, x @ other], axis=1), rtol=1e-5)
+
+
+def test_gemm_weights_are_stored_transposed_once() -> None:
+    """A constant read only as the B of transB=1 Gemms is transposed once and the Gemms read it plainly; one
+    also read by another op is left alone; the outputs still match ONNX Runtime, at two batch sizes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.helpers import run_onnxruntime
+
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    shared = rng.standard_normal((5, 5)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["a"], transB=1), helper.make_node("Gemm", ["x", "w"], ["b"], transB=1,
+                                                                                      alpha=0.5),
+             helper.make_node("Gemm", ["x", "s"], ["c"], transB=1), helper.make_node("MatMul", ["x", "s"], ["d"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in "abcd"],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(shared, "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    exe = pliant.compile(model.SerializeToString(), verify=True)
+    assert {p["name"]: p["changes"] for p in exe.report()["passes"]}["gemm-layout"] == 1
+    gemms = [op for op in exe.module.walk() if op.name == "Gemm"]
+    assert sorted(int(op.attrs.get("transB", 0)) for op in gemms) == [0, 0, 1]  # type: ignore[arg-type]
+    for n in (1, 7):
+        x = np.ascontiguousarray(rng.standard_normal((n, 5)).astype(np.float32))
+        got = exe.run({"x": x})
+        for name, want in zip("abcd", run_onnxruntime(onnx.load_from_string(model.SerializeToString()), {"x": x})):
+            np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_compile_leaves_the_given_module_alone() -> None:
