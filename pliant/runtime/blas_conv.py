@@ -50,7 +50,10 @@ PARALLEL_WORK = 3 << 20
 """Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  A passively waiting OpenMP thread
 (pliant's OMP_WAIT_POLICY) starts 30-50 us after the call wakes it on the 2-vCPU machine measured, and the
 call cannot return before it has: at 2.4M multiply-adds (50 us on one thread) two threads took 50-62 us,
-at 5.3M 84-94 us against 111-115, at 9.4M 134-152 against 188-190 (medians, machine otherwise idle)."""
+at 5.3M 84-94 us against 111-115, at 9.4M 134-152 against 188-190 (medians, machine otherwise idle).
+Measured with passive waits; pliant now lets a waiting thread spin briefly (``GOMP_SPINCOUNT``), which makes a
+warm thread start within microseconds. 256K and 1M timed within this machine's noise of 3M on BERT, early-exit
+BERT and RaNet, so the value stays."""
 
 DIRECT_WASTE = 320
 """When the weights meet a zero-padded copy of the input in place (conv.c's DIRECT, width stride 1) instead of
