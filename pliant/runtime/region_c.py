@@ -556,6 +556,7 @@ class _Plan:
     arena_bytes: int
     out_shapes: list[tuple[int, ...]]
     arrays: list[np.ndarray]  # ShapeExpr values, kept alive for the call
+    array_ptrs: list[int]  # their addresses
 
 
 class RegionUnit:
@@ -616,6 +617,7 @@ class RegionUnit:
         self._table_address = 0
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
         self._lock = threading.Lock()
+        self._pointers = ctypes.c_void_p * (self._table_slot + 1)
 
     # -- symbols and storage ---------------------------------------------------------------------
     def _bind_symbols(self) -> dict[str, tuple[int, int, sympy.Expr, sympy.Symbol]]:
@@ -1318,8 +1320,10 @@ class RegionUnit:
         conv = self._conv_address() if self.calls_conv_c else 0
         values = [address, int(ilp64), conv, 0, *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)],
                   *extras]
+        from pliant.kernels.compiled import data_pointers
+
         return _Plan((ctypes.c_int64 * max(1, len(values)))(*values), arena,
-                     [shapes[v] for v in self.outputs], arrays)
+                     [shapes[v] for v in self.outputs], arrays, data_pointers(arrays))
 
     @staticmethod
     def _conv_address() -> int:
@@ -1423,9 +1427,12 @@ class RegionUnit:
         arena = getattr(_ARENA, "buffer", None)
         if arena is None or arena.nbytes < plan.arena_bytes:
             arena = _ARENA.buffer = np.empty(max(plan.arena_bytes, 64), np.uint8)
-        ptrs = data_pointers([*[xs[k] for k in dyn], *outs, arena, *plan.arrays])
+            _ARENA.address = data_pointers([arena])[0]
+        ptrs = data_pointers([*[xs[k] for k in dyn], *outs])
+        ptrs.append(_ARENA.address)
+        ptrs += plan.array_ptrs
         ptrs.append(self._table_address)
-        rc = self._fn((ctypes.c_void_p * len(ptrs))(*ptrs), plan.sizes)
+        rc = self._fn(self._pointers(*ptrs), plan.sizes)
         if rc != 0:
             raise _Mismatch(f"the native unit returned {rc}")
         return outs
