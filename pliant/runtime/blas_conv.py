@@ -52,8 +52,9 @@ PARALLEL_WORK = 3 << 20
 call cannot return before it has: at 2.4M multiply-adds (50 us on one thread) two threads took 50-62 us,
 at 5.3M 84-94 us against 111-115, at 9.4M 134-152 against 188-190 (medians, machine otherwise idle).
 Measured with passive waits; pliant now lets a waiting thread spin briefly (``GOMP_SPINCOUNT``), which makes a
-warm thread start within microseconds. 256K and 1M timed within this machine's noise of 3M on BERT, early-exit
-BERT and RaNet, so the value stays."""
+warm thread start within microseconds. Region units' products set their own thresholds
+(``region_c.GEMM_PARALLEL_WORK``, ``WEIGHTS_PARALLEL_WORK``); for convolutions 256K and 1M timed within this
+machine's noise of 3M (separate processes, RaNet and BERT), so this value stays."""
 
 DIRECT_WASTE = 320
 """When the weights meet a zero-padded copy of the input in place (conv.c's DIRECT, width stride 1) instead of

@@ -62,9 +62,19 @@ SMALL_MATMUL = 1 << 17
 """Multiply-adds below which a matrix product runs in the unit's own loop instead of BLAS: waking BLAS's
 threads for a product this small cost more than the product (a 1x256x768 MatMul: 26-31 us inside a model
 against 4-6 us of loop)."""
+GEMM_PARALLEL_WORK = 3 << 20
+"""Multiply-adds from which a unit's matrix product of activations uses all OpenMP threads (a plan's sizes
+carry it, slot 3)."""
+WEIGHTS_PARALLEL_WORK = 1 << 20
+"""The same for a product by constant weights (slot 4): they come from memory, and two threads read them twice
+as fast.  Interleaved in one process (medians of 12 rounds), 3M / 2M / 1M: BERT L=16 0.83 / 0.70 / 0.64 ms,
+MoE L=256 8.3 / 7.9 / 7.5 ms, early-exit BERT and GPT generation within 2%.  With 1M for every product
+(activations too) early-exit BERT at L=128 went 3.6 -> 4.3 ms: its 1M attention products, in cache, lose more
+to the split than they gain."""
 _ALIGN = 64
-_FIXED = 4
-"""Slots at the start of a unit's sizes: sgemm's address, whether it takes 64-bit ints, conv.c's entry, unused."""
+_FIXED = 5
+"""Slots at the start of a unit's sizes: sgemm's address, whether it takes 64-bit ints, conv.c's entry, the parallel
+thresholds of products of activations and by weights."""
 MAX_PLANS = 256
 """Input signatures whose plans a unit keeps (a loop whose sizes grow per iteration makes one per iteration)."""
 
@@ -579,7 +589,7 @@ class RegionUnit:
                 raise UnsupportedRegion(f"{o.where} cannot run in a native unit")
         self.values: list[Value] = [v for v in self.inputs if v is not None] + [r for o in self.ops for r in o.results]
         self.vid = {v: k for k, v in enumerate(self.values)}
-        # sizes: [sgemm address, ilp64] + dims of every value + arena offsets + extras
+        # sizes: the _FIXED slots (see there) + dims of every value + arena offsets + extras
         self.dim_slot: dict[tuple[int, int], int] = {}
         dims: list[Dim] = []
         for k, v in enumerate(self.values):
@@ -880,7 +890,7 @@ class RegionUnit:
         m, n, k = self._d(r, nb), self._d(r, nb + 1), self._d(a, len(_shape(a)) - 1)
         idx = [f"i{q}" for q in range(nb)]
         ta, tb = int(a in self.elided), int(b in self.elided)
-        body = [f"gemm_t(s, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
+        body = [f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
                 f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
                 f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n});"]
         self._nest(r, nb, body)
@@ -896,6 +906,12 @@ class RegionUnit:
             expr = i if not expr else f"({expr}) * {self._d(v, p)} + {i}"
         return expr or "0"
 
+    @staticmethod
+    def _parallel_work(b: Value) -> str:
+        """The parallel threshold of a product whose B is ``b``: lower for weights, which come from memory (two
+        threads read them twice as fast), than for activations, which are in cache."""
+        return "s[4]" if _is_constant(b) else "s[3]"
+
     def _gemm(self, o: Op) -> None:
         a, b = o.operands[0], o.operands[1]
         c = o.operands[2] if len(o.operands) > 2 else None
@@ -906,7 +922,7 @@ class RegionUnit:
         beta = float(o.attrs.get("beta", 1.0))  # type: ignore[arg-type]
         m, n = self._d(r, 0), self._d(r, 1)
         k = self._d(a, 0 if ta else 1)
-        self.lines.append(f"gemm_t(s, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)});")
+        self.lines.append(f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)});")
         if c is not None and beta != 0.0:
             out = _shape(r)
             idx = ["i0", "i1"]
@@ -1318,7 +1334,7 @@ class RegionUnit:
         except BlasUnavailableError:
             address, ilp64 = 0, True
         conv = self._conv_address() if self.calls_conv_c else 0
-        values = [address, int(ilp64), conv, 0, *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)],
+        values = [address, int(ilp64), conv, GEMM_PARALLEL_WORK, WEIGHTS_PARALLEL_WORK, *[int(d or 0) for d in dims], *[offsets[k] for k in sorted(self.offset_slot)],
                   *extras]
         from pliant.kernels.compiled import data_pointers
 
@@ -1493,7 +1509,7 @@ def _gemm_defines() -> str:
     from pliant.runtime import blas_conv
 
     return "\n".join(f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
-                      ("BLOCK_FLOATS", "K_BLOCK", "PARALLEL_WORK", "DIRECT_WASTE")) + "\n#define TRANSPOSE_MAX (1 << 20)"
+                      ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")) + "\n#define TRANSPOSE_MAX (1 << 20)"
 
 
 _PRELUDE = r"""
@@ -1503,7 +1519,7 @@ typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, cons
 typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,
                            const float *, int, float, float *, int);
 /* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n) or (n x k) */
-static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *restrict a, const float *restrict b, float *restrict c) {
     if (tb && (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0)) {
         /* rows of B are the columns of op(B): one contiguous dot product per element of C, four at a time
@@ -1600,7 +1616,7 @@ static void gemm_t(const int64_t *s, int ta, int tb, int64_t m, int64_t n, int64
             }
             static const float no_params[3] = {0.0f, 0.0f, 0.0f};
             const int64_t cs[21] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
-                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, GEMM_PARALLEL_WORK, GEMM_DIRECT_WASTE};
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE};
             void *cp[6] = {(void *)bb, (void *)aa, NULL, NULL, (void *)c, (void *)no_params};
             if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
                 if (alpha != 1.0f)
@@ -1615,8 +1631,5 @@ blas:;
     const int64_t lda = ta ? m : k, ldb = tb ? k : n;
     if (s[1]) ((sgemm64_fn)f)(ROW_MAJOR, oa, ob, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, n);
     else ((sgemm32_fn)f)(ROW_MAJOR, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)n);
-}
-static void mm(const int64_t *s, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c) {
-    gemm_t(s, 0, 0, m, n, k, 1.0f, a, b, c);
 }
 """
