@@ -1505,11 +1505,12 @@ def _vector_decls(lines: list[str]) -> list[str]:
     return [f'float {fn}f(float{", float" if fn in ("pow", "atan2", "hypot") else ""}) __attribute__((simd("notinbranch")));'
             for fn in sorted(tc.vector_math) if re.search(rf"\b{fn}f\(", text)]
 
+
 def _gemm_defines() -> str:
     from pliant.runtime import blas_conv
 
     return "\n".join(f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
-                      ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")) + "\n#define TRANSPOSE_MAX (1 << 20)"
+                      ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE"))
 
 
 _PRELUDE = r"""
