@@ -158,6 +158,8 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         return _nms(bool(int(attrs.get("center_point_box", 0))))
     if name == "Resize" and opset >= 11 and _dtype(op, 0) == np.dtype(np.float32):
         return _resize(op, attrs, opset)
+    if name == "TopK" and opset >= 10 and _dtype(op, 0) in _FLOATS:
+        return _topk(op, attrs)
     if name in ("Softmax", "LogSoftmax", "LayerNormalization", "Erf", "Gelu", "Conv", "MaxPool",
                 "AveragePool", "GlobalAveragePool"):
         return _native(op, attrs, opset)
@@ -209,6 +211,32 @@ def _reduce(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         return np.asarray(fn(x, axis=ax, keepdims=keep))
 
     return _guarded(reduce, native=False)
+
+
+def _topk(op: Op, attrs: dict[str, Any]) -> Kernel | None:
+    """TopK of a float tensor with a constant k: one stable sort of the keys (negated for the largest).
+
+    Equal values come in ascending index order, as the reference's; a NaN (whose place the sort of negated
+    keys would change) sends the call to the reference kernel.
+    """
+    ks = _const_ints(op, 1)
+    if ks is None or len(ks) != 1:
+        return None
+    k = ks[0]
+    axis, largest = int(attrs.get("axis", -1)), bool(int(attrs.get("largest", 1)))
+
+    def topk(x: np.ndarray, _k: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if x.ndim == 0 or not 0 <= k <= x.shape[axis] or not -x.ndim <= axis < x.ndim:
+            raise _Fallback("TopK: the reference kernel reports this case")
+        keys = np.negative(x) if largest else x
+        if np.isnan(keys.reshape(-1).max(initial=0)):
+            raise _Fallback("TopK: NaN keys")
+        order = np.argsort(keys, axis=axis, kind="stable")
+        # NOTE: a contiguous copy: units take C-contiguous inputs only
+        idx = np.ascontiguousarray(order[..., :k]) if axis in (-1, x.ndim - 1) else np.take(order, np.arange(k), axis=axis)
+        return np.take_along_axis(x, idx, axis=axis), idx
+
+    return _guarded(topk, native=False)
 
 
 def _nms(center: bool) -> Kernel:

@@ -626,6 +626,15 @@ class RegionUnit:
         self._table: Any = None
         self._table_address = 0
         self._plans: dict[tuple[Any, ...], _Plan | None] = {}
+        # the C path (unit_call.c): on once the constants are taken; plans as tuples, inputs as tuples
+        self._call: Callable[..., Any] | None = None
+        self._cplans: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._fn_address = 0
+        self._dyn_t = tuple(self._dyn)
+        self._descrs = tuple(self._in_dtypes[k] for k in self._dyn)
+        self._out_descrs = tuple(self._out_dtypes)
+        self._const_at: tuple[int, ...] = ()
+        self._const_objs: tuple[np.ndarray, ...] = ()
         self._lock = threading.Lock()
         self._pointers = ctypes.c_void_p * (self._table_slot + 1)
 
@@ -1413,13 +1422,27 @@ class RegionUnit:
 
             assert self.source is not None
             self._fn = cache.load(self.source, find_toolchain()).fn
+            self._fn_address = ctypes.cast(self._fn, ctypes.c_void_p).value or 0
             self.source = None  # NOTE: kept only until loaded; a model's sources add up to megabytes
 
     def run(self, xs: list[Any]) -> list[np.ndarray]:
         """The region's outputs for inputs ``xs``; raises ``_Mismatch`` where it must run op by op.
 
-        Constant inputs (weights) are the same arrays at every call: their pointers are taken once.
+        Constant inputs (weights) are the same arrays at every call: their pointers are taken once. The
+        common path is one call into ``unit_call.c``; the Python path below makes new plans, raises the
+        errors, and runs units where that C function cannot be built.
         """
+        call = self._call
+        if call is not None:
+            res = call(self._fn_address, xs, self._dyn_t, self._descrs, self._const_at, self._const_objs,
+                       self._cplans, self._table_address)
+            if type(res) is list:
+                return res
+            if res is not None:
+                raise _Mismatch(f"the native unit returned {res}")
+        return self._run_python(xs)
+
+    def _run_python(self, xs: list[Any]) -> list[np.ndarray]:
         from pliant.kernels.compiled import data_pointers
 
         dyn, dtypes = self._dyn, self._in_dtypes
@@ -1439,6 +1462,14 @@ class RegionUnit:
         for k, obj in consts:
             if xs[k] is not obj:
                 raise _Mismatch("a constant input changed")
+        if self._call is not None:
+            # NOTE: the plan and the constants are in place now: the C path takes the call (one arena per thread)
+            res = self._call(self._fn_address, xs, self._dyn_t, self._descrs, self._const_at, self._const_objs,
+                             self._cplans, self._table_address)
+            if type(res) is list:
+                return res
+            if res is not None:
+                raise _Mismatch(f"the native unit returned {res}")
         outs = [np.empty(shape, dt) for shape, dt in zip(plan.out_shapes, self._out_dtypes)]
         arena = getattr(_ARENA, "buffer", None)
         if arena is None or arena.nbytes < plan.arena_bytes:
@@ -1462,8 +1493,14 @@ class RegionUnit:
             plan = None
         with self._lock:
             if len(self._plans) >= MAX_PLANS:
-                self._plans.pop(next(iter(self._plans)))  # NOTE: the oldest signature goes
+                old = next(iter(self._plans))
+                self._plans.pop(old)  # NOTE: the oldest signature goes
+                self._cplans.pop(old, None)
             self._plans[key] = plan
+            if plan is not None and not self._value_keys:
+                # NOTE: what unit_call.c reads; the plan object (in _plans) keeps the sizes and arrays alive
+                self._cplans[key] = (ctypes.addressof(plan.sizes), plan.arena_bytes, tuple(plan.out_shapes),
+                                     self._out_descrs, tuple(plan.array_ptrs))
         return plan
 
     def _take_constants(self, xs: list[Any]) -> list[tuple[int, np.ndarray]]:
@@ -1476,6 +1513,11 @@ class RegionUnit:
         table = (ctypes.c_void_p * max(1, len(consts)))(*data_pointers([x for _, x in consts]))
         with self._lock:
             self._table, self._table_address, self._consts = table, ctypes.addressof(table), consts
+            self._const_at, self._const_objs = tuple(k for k, _ in consts), tuple(x for _, x in consts)
+            if self._fn is not None and not self._value_keys:
+                from pliant.runtime.unit_call import runner
+
+                self._call = runner()
         return consts
 
 
@@ -1484,6 +1526,14 @@ MISMATCH = _Mismatch
 # NOTE: one arena per thread for every unit of every model: a unit uses it only while its native call runs
 # (its results go to arrays of their own), and a thread runs one unit at a time
 _ARENA = threading.local()
+
+
+def arena_bytes() -> int:
+    """The size of this thread's arena: the C path's (``unit_call``) where it runs, else the Python path's."""
+    from pliant.runtime.unit_call import arena_size
+
+    buffer = getattr(_ARENA, "buffer", None)
+    return max(arena_size(), 0 if buffer is None else int(buffer.nbytes))
 
 
 def _c_float(v: float) -> str:

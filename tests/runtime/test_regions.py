@@ -242,5 +242,61 @@ def test_units_of_two_models_share_one_arena_without_clobbering() -> None:
         x = RNG.standard_normal((2, 3 + 4 * step, 8)).astype(np.float32)
         got = exes[k].run({"x": x})["y"]
         np.testing.assert_allclose(got, run_onnxruntime(models[k], {"x": x})[0], rtol=1e-4, atol=1e-5)
-        sizes.append(region_c._ARENA.buffer.nbytes)
-    assert sizes == sorted(sizes), "one buffer for both models' units, which only grows"
+        sizes.append(region_c.arena_bytes())
+    assert sizes == sorted(sizes) and sizes[0] > 0, "one buffer for both models' units, which only grows"
+
+
+@pytest.mark.parametrize("name", ["matmul-softmax-transpose", "small-products-odd-sizes", "where-compare-cast"])
+def test_the_python_path_of_units_matches_onnxruntime(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``unit_call.c`` cannot be built (no Python headers, no compiler), units run from Python."""
+    from pliant.runtime import unit_call
+
+    monkeypatch.setattr(unit_call, "_STATE", [None])
+    calls = []
+    real = region_c.RegionUnit._run_python
+
+    def counting(self: region_c.RegionUnit, xs: Any) -> Any:
+        assert self._call is None
+        calls.append(1)
+        return real(self, xs)
+
+    monkeypatch.setattr(region_c.RegionUnit, "_run_python", counting)
+    nodes, inputs, outputs, inits = CASES[name]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    for b, n in SIZES * 2:
+        x = RNG.standard_normal((b, n, 8)).astype(np.float32)
+        got = exe.run({"x": x})
+        for o, want in zip(outputs, run_onnxruntime(model, {"x": x})):
+            np.testing.assert_allclose(got[o], want, rtol=1e-4, atol=1e-5)
+    assert len(calls) == 2 * len(SIZES)
+
+
+def test_the_c_path_declines_inputs_it_does_not_take() -> None:
+    """``unit_call.c`` checks every input before native code runs: a non-contiguous array, another dtype, a
+    list, another constant array all raise the unit's mismatch (the op then runs op by op), never a wrong read."""
+    from pliant.ops.typing import constant_value
+    from pliant.runtime import unit_call
+
+    assert unit_call.runner() is not None, unit_call.why_not()
+    nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    (op,) = [o for o in exe.module.entry.body.ops if o.name == "Static"]
+    unit = region_c.RegionUnit(op)
+    unit.load()
+    consts = [constant_value(v) if v.defining_op is not None else None for v in op.operands]
+    x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+
+    def xs(first: Any) -> list[Any]:
+        return [first if c is None else c for c in consts]
+
+    for _ in range(2):  # NOTE: the first call makes the plan in Python, the second is the C path's
+        np.testing.assert_allclose(unit.run(xs(x))[0], run_onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+    assert unit._call is not None and unit._cplans
+    for bad in (np.asfortranarray(x), x.astype(np.float64), x.tolist(), x[:, :, ::-1]):
+        with pytest.raises(region_c.MISMATCH):
+            unit.run(xs(bad))
+    swapped = [c if c is None else c.copy() for c in consts]
+    with pytest.raises(region_c.MISMATCH, match="constant"):
+        unit.run([x if c is None else c for c in swapped])
