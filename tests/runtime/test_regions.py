@@ -70,6 +70,13 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
          N("Gemm", ["a2", "w2", "c"], ["y"], transB=1, alpha=0.5), N("Gemm", ["a2", "a2"], ["y2"], transA=1, alpha=2.0)],
         X, ["y", "y2"], [_w("w", 8, 512), _const("flat", np.array([-1, 512])), _w("w2", 300, 512), _w("c", 300)],
     ),
+    "packed-products": (
+        # 72 rows of weights against a product of activations: conv.c packs the tile's columns (10 or 13, a
+        # partial panel) before the rows meet them
+        [N("MatMul", ["x", "w"], ["a"]), N("Reshape", ["a", "flat"], ["a2"]), N("Transpose", ["a2"], ["at"]),
+         N("MatMul", ["wbig", "at"], ["y"])],
+        X, ["y"], [_w("w", 8, 512), _const("flat", np.array([-1, 512])), _w("wbig", 72, 512)],
+    ),
     "small-products-odd-sizes": (
         # one to thirteen rows, columns and depths that are not multiples of the loops' unrolling (4)
         [N("Gather", ["x", "first"], ["r"], axis=1), N("Gemm", ["r", "w", "c"], ["g"], transB=1),
