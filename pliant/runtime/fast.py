@@ -262,22 +262,22 @@ def _nms(center: bool) -> Kernel:
         out: list[np.ndarray] = []
         if limit <= 0 or boxes.shape[1] == 0:
             return np.zeros((0, 3), dtype=np.int64)
-        greedy = _nms_native() if boxes.dtype == np.float32 and not np.isnan(boxes).any() else None
+        native = _nms_native()
+        if native is not None and boxes.dtype == scores.dtype == np.float32 and not np.isnan(boxes).any():
+            chosen_all, counts = native(np.ascontiguousarray(boxes), np.ascontiguousarray(scores), center, iou_t,
+                                        score_t, limit)
+            kept = np.arange(boxes.shape[1]) < counts[..., None]
+            bi, ci, _ = np.nonzero(kept)
+            sel = np.empty((bi.shape[0], 3), dtype=np.int64)
+            sel[:, 0], sel[:, 1], sel[:, 2] = bi, ci, chosen_all[kept]
+            return sel
         for b in range(boxes.shape[0]):
             y1, x1, y2, x2 = _corners(boxes[b], center)
             area = (y2 - y1) * (x2 - x1)
-            corners = [np.ascontiguousarray(a) for a in (y1, x1, y2, x2, area)]
             for c in range(scores.shape[1]):
                 s = scores[b, c]
                 cand = np.arange(s.shape[0]) if score_t is None else np.flatnonzero(s > score_t)
                 cand = cand[np.argsort(-s[cand], kind="stable")]
-                if greedy is not None and cand.shape[0]:
-                    chosen_c = greedy(corners, iou_t, cand, limit)
-                    if chosen_c.shape[0]:
-                        sel = np.empty((chosen_c.shape[0], 3), dtype=np.int64)
-                        sel[:, 0], sel[:, 1], sel[:, 2] = b, c, chosen_c
-                        out.append(sel)
-                    continue
                 alive = np.ones(cand.shape[0], dtype=bool)
                 chosen: list[int] = []
                 for k in range(cand.shape[0]):
@@ -303,8 +303,10 @@ def _nms(center: bool) -> Kernel:
     return _guarded(nms, native=False)
 
 
-def _nms_native() -> Callable[[list[np.ndarray], Any, np.ndarray, int], np.ndarray] | None:
-    """NMS's greedy pass in C (``nms.c``: the reference's float32 decisions), or None without a C compiler."""
+def _nms_native() -> Callable[[np.ndarray, np.ndarray, bool, Any, Any, int], tuple[np.ndarray, np.ndarray]] | None:
+    """The whole op in C (``nms.c``: corners, candidates, their stable sort, the greedy pass with the
+    reference's float32 decisions), or None without a C compiler;
+    ``nms(boxes, scores, center, iou, score threshold or None, limit) -> (chosen, counts)``."""
     from pliant.kernels.compiled import data_pointers
     from pliant.kernels.errors import TCError
     from pliant.runtime import csource
@@ -314,17 +316,20 @@ def _nms_native() -> Callable[[list[np.ndarray], Any, np.ndarray, int], np.ndarr
     except (TCError, OSError):
         return None
 
-    def greedy(corners: list[np.ndarray], iou_t: Any, cand: np.ndarray, limit: int) -> np.ndarray:
-        n = cand.shape[0]
-        cand = np.ascontiguousarray(cand, dtype=np.int64)
-        chosen = np.empty(n, np.int64)
-        alive = np.empty(n, np.uint8)
-        t = np.array([iou_t], np.float32)
-        ptrs = data_pointers([*corners, t, cand, chosen, alive])
-        count = fn((ctypes.c_void_p * 9)(*ptrs), (ctypes.c_int64 * 2)(n, min(limit, n)))
-        return chosen[:count]
+    def nms(boxes: np.ndarray, scores: np.ndarray, center: bool, iou_t: Any, score_t: Any,
+            limit: int) -> tuple[np.ndarray, np.ndarray]:
+        batches, classes, n = scores.shape
+        chosen = np.empty((batches, classes, n), np.int64)
+        counts = np.empty((batches, classes), np.int64)
+        alive = np.empty(max(n, 1), np.uint8)
+        scratch = np.empty(max(10 * n, 1), np.float32)
+        order = np.empty(max(2 * n, 1), np.int64)
+        t = np.array([iou_t, 0.0 if score_t is None else score_t], np.float32)
+        ptrs = data_pointers([boxes, scores, t, chosen, counts, alive, scratch, order])
+        fn((ctypes.c_void_p * 8)(*ptrs), (ctypes.c_int64 * 6)(batches, classes, n, limit, score_t is not None, center))
+        return chosen, counts
 
-    return greedy
+    return nms
 
 
 _RESIZE_TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric")
