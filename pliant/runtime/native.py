@@ -492,7 +492,7 @@ def conv(
                              dilations=(win.dilations[0], win.dilations[1]),
                              pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
                              activation=activation, params=params)
-        return y.reshape(n, m, *outs)
+        return y if y.shape == (n, m, *outs) else y.reshape(n, m, *outs)
     if b is not None:
         y += b.reshape(1, m, 1, 1)
     if z is not None:

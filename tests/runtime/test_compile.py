@@ -380,3 +380,32 @@ def test_threads_sets_the_blas_pool() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-1000:]
     assert out.stdout.strip() == "[1]"
+
+
+def test_outputs_are_the_callers_and_fresh_views_are_not_copied() -> None:
+    """A view of a kernel's fresh result (nothing else refers to its base) is handed over as it is; a view of
+    anything still referred to (a constant, an input) and a read-only array are copied."""
+    from pliant.runtime.compiled import _owned
+
+    fresh = np.arange(24, dtype=np.float32).reshape(4, 6)  # NOTE: the 1-D base is referred to by the view only
+    assert _owned(fresh) is fresh
+    kept = np.ones(6, np.float32)
+    view = kept.reshape(2, 3)
+    out = _owned(view)
+    assert out is not view and not np.shares_memory(out, kept)
+    frozen = np.ones(3, np.float32)
+    frozen.flags.writeable = False
+    assert _owned(frozen).flags.writeable
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((2, 3), np.float32)
+    model = M.make_model([helper.make_node("Reshape", ["w", "s"], ["y"]), helper.make_node("Add", ["x", "x"], ["z"])],
+                         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                          helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([6], np.int64), "s")])
+    exe = pliant.compile(model)
+    first = exe.run({"x": np.ones(3, np.float32)})
+    first["y"][:] = 7.0  # NOTE: the caller's: the constant it came from is untouched
+    np.testing.assert_array_equal(exe.run({"x": np.ones(3, np.float32)})["y"], np.ones(6, np.float32))
