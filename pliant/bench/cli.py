@@ -51,6 +51,8 @@ def configure_parser(b: argparse.ArgumentParser) -> None:
     b.add_argument("--max-time", type=float, metavar="S", help="stop repeating a case after S seconds (default 4)")
     b.add_argument("--min-reps", type=int, metavar="N", help="time each case at least N times (default 10)")
     b.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per case (default 0.3)")
+    b.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="run every system on every model N times, alternating; each case reports its median round")
     b.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="limit for one system on one model, all its cases (default 300)")
     b.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -106,6 +108,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     overrides = {"min_time_s": args.min_time, "max_time_s": args.max_time, "min_reps": args.min_reps, "warmup_s": args.warmup}
     policy = TimingPolicy.from_json({**policy.to_json(), **{k: v for k, v in overrides.items() if v is not None}})
     threads = tuple(_ints(args.threads, "--threads"))
+    if args.rounds < 1:
+        raise BenchError(f"--rounds must be at least 1, got {args.rounds}")
     systems = _csv(args.systems) or _csv(USER_SYSTEMS if args.model else SUITE_SYSTEMS)
     unknown = [s for s in systems if s not in system_names()]
     if unknown:
@@ -140,7 +144,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             stem = args.name or "suite"
         config = BenchConfig(systems=tuple(systems), threads=threads, policy=policy, timeout_s=args.timeout,
                              plugins=tuple(args.plugin), cases=tuple(_csv(args.cases)), title=title,
-                             reference=reference_text)
+                             reference=reference_text, rounds=args.rounds)
         report = run_benchmark(models, config)
     if args.note:
         report["settings"]["note"] = args.note

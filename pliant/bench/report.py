@@ -147,7 +147,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append(
         f"Threads fixed per run (thread counts: {', '.join(map(str, st['threads']))}) for every system. {st['isolation']}. "
         f"Latency: milliseconds, median [min-max] over at least {pol['min_reps']} runs and {pol['min_time_s']} s "
-        f"(at most {pol['max_time_s']} s) after {pol['warmup_s']} s of warm-up. Reference outputs: {st['reference']}; "
+        f"(at most {pol['max_time_s']} s) after {pol['warmup_s']} s of warm-up"
+        + (f"; each system ran {st['rounds']} times per model, alternating with the others, and a case shows its "
+           f"median round" if st.get("rounds", 1) > 1 else "")
+        + f". Reference outputs: {st['reference']}; "
         f"{MISMATCH} marks outputs outside the model's tolerance; {LOADED} marks a cell during which other processes "
         f"kept more than {LOADED_CORES} cores busy on average (its figures are the least trustworthy)."
     )

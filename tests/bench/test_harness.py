@@ -216,3 +216,34 @@ def test_render_rewrites_markdown_and_plot_from_json(report: tuple[dict[str, Any
     assert bench_main(["--render", str(out / "tiny.json"), "--out", str(tmp_path), "--name", "again"]) == 0
     assert (tmp_path / "again.md").read_text() == (out / "tiny.md").read_text()
     assert (tmp_path / "again.png").read_bytes() == (out / "tiny.png").read_bytes()
+
+
+def test_rounds_alternate_the_systems_and_report_the_median_round(tmp_path: Path) -> None:
+    root = write_suite(tmp_path, {"tiny": (tiny_model(), 0.0)})
+    order: list[str] = []
+    config = BenchConfig(systems=("pliant", "onnxruntime"), threads=(1,), policy=TimingPolicy.quick(), timeout_s=120,
+                         rounds=3)
+    rep = run_benchmark(load_suite(root), config, progress=lambda s: order.append(s.split("] ")[1].split(" on ")[0])
+                        if s.startswith("[") else None)
+    assert order == ["pliant", "onnxruntime"] * 3
+    assert rep["settings"]["rounds"] == 3 and len(rep["runs"]) == 6
+    for c in rep["cells"]:
+        medians = sorted(r["median"] for r in c["rounds"])
+        assert len(medians) == 3 and c["latency"]["median"] == medians[1] and c["status"] == "ok"
+    assert len(rep["cells"]) == 4
+
+
+def test_a_failed_round_is_never_hidden_by_a_good_one() -> None:
+    from pliant.bench.harness import median_round
+
+    ok = [{"status": "ok", "latency": {"median": m}} for m in (3.0, 1.0, 2.0, 4.0)]
+    assert median_round(ok)["latency"]["median"] == 2.0  # NOTE: the lower middle of an even number
+    failed = {"status": "failed", "error": "boom"}
+    assert median_round([*ok[:2], failed])["status"] == "failed"
+    mismatch = {"status": "mismatch", "latency": {"median": 1.5}}
+    assert median_round([ok[0], mismatch, ok[1]])["status"] == "mismatch"
+
+
+def test_bench_command_rejects_zero_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["--rounds", "0", "--quick"]) != 0
+    assert "--rounds must be at least 1" in capsys.readouterr().err
