@@ -23,6 +23,10 @@
  * Entry (the kernel layer's calling convention): int pliant_kernel(void **p, const int64_t *s)
  *   p: x, w, b (or NULL), z (or NULL), y, params (float[3]: lo, hi, alpha)
  *   s: see the S_* indices below.  Returns 0, or -1 when a scratch buffer cannot be allocated.
+ *   S_BT 1 (a product's B given transposed, by region units): x holds the 1x1 convolution's input
+ *   transposed, x[position][channel], and the call must be FLAT with one image and one group; each tile's
+ *   columns are packed from it (a small transpose in cache, instead of a whole one before the call).
+ *   Returns -2 where S_BT is set and the call is not such a product.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -51,7 +55,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -419,7 +423,7 @@ typedef struct {
     const float *x, *w, *b, *z, *params;
     float *y;
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, G, act, cg, mg, K, ohw, npm;
-    int mode, pack; /* pack (FLAT): each tile's columns of B copied into a panel first */
+    int mode, pack, bt; /* pack (FLAT): each tile's columns of B copied into a panel first; bt: from B^T */
     int64_t kcb, nkb, nc, nblk, mblk, ppb, ntasks; /* task: (image, group, column block, channel block) */
     int64_t wp, npan, nchunks, maxseg, rows_in; /* GATHER: panels and segments per task, input rows split */
     int64_t rows, wq, src_rows;                 /* DIRECT: output rows per task, padded row width,
@@ -595,10 +599,17 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                 /* B's rows k0..k0+kc of the tile's NR columns, contiguous (zeros past the last column) */
                 const int64_t c0 = j0 + tt * NR, w = j1 - c0 < NR ? j1 - c0 : NR;
                 float *restrict d = sc->panels;
-                const float *restrict sb = src + k0 * j->ohw + c0;
-                for (int64_t k = 0; k < kc; k++, d += NR, sb += j->ohw) {
-                    memcpy(d, sb, (size_t)w * sizeof(float));
-                    if (w < NR) memset(d + w, 0, (size_t)(NR - w) * sizeof(float));
+                if (j->bt) { /* B^T's rows c0.. (K floats each), columns k0..k0+kc: a transpose in cache */
+                    const float *restrict sb = src + c0 * j->K + k0;
+                    if (w < NR) memset(d, 0, (size_t)(kc * NR) * sizeof(float));
+                    for (int64_t c = 0; c < w; c++, sb += j->K)
+                        for (int64_t k = 0; k < kc; k++) d[k * NR + c] = sb[k];
+                } else {
+                    const float *restrict sb = src + k0 * j->ohw + c0;
+                    for (int64_t k = 0; k < kc; k++, d += NR, sb += j->ohw) {
+                        memcpy(d, sb, (size_t)w * sizeof(float));
+                        if (w < NR) memset(d + w, 0, (size_t)(NR - w) * sizeof(float));
+                    }
                 }
                 b[0] = sc->panels;
                 panel = 1;
@@ -701,7 +712,9 @@ int pliant_kernel(void **p, const int64_t *s) {
 #endif
     j.ppb = (j.npm + j.mblk - 1) / j.mblk; /* weight panels a block */
     j.mblk = (j.npm + j.ppb - 1) / j.ppb;
-    j.pack = j.mode == FLAT && j.ppb >= PACK_PANELS;
+    j.bt = s[S_BT] != 0;
+    if (j.bt && (j.mode != FLAT || N != 1 || j.G != 1)) return -2;
+    j.pack = j.mode == FLAT && (j.bt || j.ppb >= PACK_PANELS);
     if (j.mode == DIRECT) { /* whole output rows, about nc columns */
         j.rows = j.nc / j.OW > 1 ? j.nc / j.OW : 1;
         j.nblk = (j.OH + j.rows - 1) / j.rows;

@@ -1093,12 +1093,12 @@ class RegionUnit:
         sizes = [d(x, 0), d(x, 1), c.h, c.wd, d(w, 0), c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
                  str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
                  str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
-                 str(blas_conv.DIRECT_WASTE)]
+                 str(blas_conv.DIRECT_WASTE), "0"]  # NOTE: the last, S_BT: B is not transposed
         self.lines += [
             c.check,
             "{",
             f"  static const float cparams[3] = {{{params}}};",
-            f"  const int64_t cs[21] = {{{', '.join(sizes)}}};",
+            f"  const int64_t cs[{len(sizes)}] = {{{', '.join(sizes)}}};",
             f"  void *cp[6] = {{(void *){self._p(x)}, (void *){self._p(w)}, "
             f"(void *){self._p(b) if b is not None else 'NULL'}, (void *){self._p(z) if z is not None else 'NULL'}, "
             f"(void *){self._p(r)}, (void *)cparams}};",
@@ -1641,34 +1641,28 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
     }
     if (s[2] != 0) {
         /* conv.c's GEMM: C (m x n) = A (m x k) B (k x n) is a 1x1 convolution of a one-pixel-high image B of
-         * k channels and n columns by m filters A.  An operand given transposed is transposed into a scratch
-         * buffer of this thread first (m*k or k*n copies against m*n*k multiply-adds) */
+         * k channels and n columns by m filters A.  A given transposed is transposed into a scratch buffer of
+         * this thread first (m*k copies against m*n*k multiply-adds); B given transposed conv.c packs from
+         * B^T itself, tile by tile (S_BT) */
         static __thread float *scratch = NULL;
         static __thread int64_t scratch_n = 0;
-        const int64_t need = (ta ? m * k : 0) + (tb ? k * n : 0);
+        const int64_t need = ta ? m * k : 0;
         if (need > scratch_n) {
             free(scratch);
             scratch = (float *)malloc((size_t)need * sizeof(float));
             scratch_n = scratch ? need : 0;
         }
         if (need == 0 || scratch) {
-            const float *aa = a, *bb = b;
-            float *t = scratch;
+            const float *aa = a;
             if (ta) {
                 for (int64_t i = 0; i < m; i++)
-                    for (int64_t q = 0; q < k; q++) t[i * k + q] = a[q * m + i];
-                aa = t;
-                t += m * k;
-            }
-            if (tb) {
-                for (int64_t q = 0; q < k; q++)
-                    for (int64_t j = 0; j < n; j++) t[q * n + j] = b[j * k + q];
-                bb = t;
+                    for (int64_t q = 0; q < k; q++) scratch[i * k + q] = a[q * m + i];
+                aa = scratch;
             }
             static const float no_params[3] = {0.0f, 0.0f, 0.0f};
-            const int64_t cs[21] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
-                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE};
-            void *cp[6] = {(void *)bb, (void *)aa, NULL, NULL, (void *)c, (void *)no_params};
+            const int64_t cs[22] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb};
+            void *cp[6] = {(void *)b, (void *)aa, NULL, NULL, (void *)c, (void *)no_params};
             if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
                 if (alpha != 1.0f)
                     for (int64_t i = 0; i < m * n; i++) c[i] *= alpha;

@@ -77,6 +77,12 @@ CASES: dict[str, tuple[list[onnx.NodeProto], list[tuple[str, int, list[Any]]], l
          N("MatMul", ["wbig", "at"], ["y"])],
         X, ["y"], [_w("w", 8, 512), _const("flat", np.array([-1, 512])), _w("wbig", 72, 512)],
     ),
+    "transposed-product-blocks": (
+        # B given transposed (40 or 52 columns: a full and a partial panel) over two blocks of K (600)
+        [N("MatMul", ["x", "w"], ["a"]), N("Reshape", ["a", "flat"], ["a2"]), N("Transpose", ["a2"], ["at"]),
+         N("MatMul", ["wbig", "at"], ["y"])],
+        X, ["y"], [_w("w", 8, 2400), _const("flat", np.array([-1, 600])), _w("wbig", 16, 600)],
+    ),
     "small-products-odd-sizes": (
         # one to thirteen rows, columns and depths that are not multiples of the loops' unrolling (4)
         [N("Gather", ["x", "first"], ["r"], axis=1), N("Gemm", ["r", "w", "c"], ["g"], transB=1),
