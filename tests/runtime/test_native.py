@@ -158,9 +158,9 @@ CONVS = [
     (1, 4, (1000,), 6, (3,), (2,), (1, 1), (1,), 1),  # 1-D, long
     (3, 2, (4, 4), 3, (4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # one output position
     (1, 8, (5, 7), 70, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 35 columns: threads share the channels
-    # 1x1 with 4+ panels of output channels: each tile's columns packed first (99 columns: a partial panel)
-    (1, 12, (9, 11), 40, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
-    (2, 600, (5, 7), 33, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # and K past one block
+    # 1x1 with 6+ panels of output channels: each tile's columns packed first (99 columns: a partial panel)
+    (1, 12, (9, 11), 48, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (2, 600, (5, 7), 47, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # and K past one block
 ]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
