@@ -48,6 +48,10 @@ SPECIALIZE_AFTER = 3
 """Calls with one input signature (the inputs' shapes) before a version specialised to it is built."""
 MAX_VERSIONS = 4
 """Specialised versions kept at most, besides the generic one."""
+TRIAL_CALLS = 5
+"""Calls each of a new version and the generic one make, alternating, before the version is kept or dropped."""
+KEEP_IF_FASTER = 0.97
+"""A version is kept where its median call takes at most this fraction of the generic version's."""
 
 
 def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | None = None,
@@ -59,7 +63,10 @@ def compile(model: Module | str | os.PathLike[str] | bytes, *, threads: int | No
     ``verify`` runs the IR verifier after every pass.
     With ``specialize``, an input signature seen ``SPECIALIZE_AFTER`` times gets
     a version compiled for its exact shapes (in the background; the generic
-    version serves meanwhile), at most ``MAX_VERSIONS`` of them.
+    version serves meanwhile), at most ``MAX_VERSIONS`` of them. A new version
+    and the generic one then take turns for ``TRIAL_CALLS`` calls each, and the
+    version is kept only if its median call is faster (``report()["declined"]``
+    says which were dropped, and why).
 
     >>> import numpy as np, pliant
     >>> from pliant.ir import FunctionBuilder, tensor, DType
@@ -108,6 +115,9 @@ class CompiledModel:
         self._seen: dict[tuple[Any, ...], int] = {}
         self._building: dict[tuple[Any, ...], threading.Thread] = {}
         self._failed: dict[tuple[Any, ...], str] = {}
+        # a version on trial: (program, its call times, the generic version's call times)
+        self._trial: dict[tuple[Any, ...], tuple[FunctionProgram, list[float], list[float]]] = {}
+        self._declined: dict[tuple[Any, ...], str] = {}
 
     @property
     def input_names(self) -> list[str]:
@@ -131,6 +141,8 @@ class CompiledModel:
         if program is None:
             program = self.program
             if sig is not None and self._source is not None:
+                if sig in self._trial:
+                    return self._run_trial(sig, args, dims)
                 self._count(sig)
         outs = program.run(args)
         with self._lock:
@@ -146,13 +158,42 @@ class CompiledModel:
         out = self.run(dict(zip(names, arrays)))
         return tuple(out[n] for n in self.output_names)
 
+    def _run_trial(self, sig: tuple[Any, ...], args: list[Any], dims: dict[str, int]) -> dict[str, Any]:
+        """One call of a version on trial or of the generic one, alternately, timed; once both made
+        ``TRIAL_CALLS``, the version is kept if it is faster, else dropped (and its signature never specialised
+        again)."""
+        with self._lock:
+            trial = self._trial.get(sig)
+            if trial is None:  # NOTE: decided by another thread meanwhile
+                program = self._versions.get(sig, self.program)
+            else:
+                program = trial[0] if len(trial[1]) <= len(trial[2]) else self.program
+        t0 = time.perf_counter()
+        outs = program.run(args)
+        spent = time.perf_counter() - t0
+        with self._lock:
+            self._last_dims = dims
+            if trial is not None and sig in self._trial:
+                (trial[1] if program is trial[0] else trial[2]).append(spent)
+                if min(len(trial[1]), len(trial[2])) >= TRIAL_CALLS:
+                    del self._trial[sig]
+                    fast, slow = sorted(trial[1])[len(trial[1]) // 2], sorted(trial[2])[len(trial[2]) // 2]
+                    if fast <= KEEP_IF_FASTER * slow:
+                        self._versions[sig] = trial[0]
+                    else:
+                        self._declined[sig] = (f"{list(sig)}: {fast * 1e3:.3f} ms a call against the generic "
+                                               f"version's {slow * 1e3:.3f} ms")
+        # NOTE: a dropped version's objects form cycles (the IR's parent links): Python's cycle collector frees
+        # them, not at once; collecting here could take a good part of a second in a process of many objects
+        return dict(zip(self.module.entry.result_names, (_owned(x) for x in outs)))
+
     def _count(self, sig: tuple[Any, ...]) -> None:
         with self._lock:
             n = self._seen.get(sig, 0) + 1
             self._seen[sig] = n
-            if n != SPECIALIZE_AFTER or sig in self._failed or sig in self._building:
+            if n != SPECIALIZE_AFTER or sig in self._failed or sig in self._building or sig in self._declined:
                 return
-            if len(self._versions) + len(self._building) >= MAX_VERSIONS:
+            if len(self._versions) + len(self._building) + len(self._trial) >= MAX_VERSIONS:
                 return
             t = threading.Thread(target=self._specialize, args=(sig,), name="pliant-specialize", daemon=True)
             self._building[sig] = t
@@ -169,7 +210,7 @@ class CompiledModel:
             _pipeline(module, self.verify, self.regions)
             program = FunctionProgram(module, module.entry, specialized=True)
             with self._lock:
-                self._versions[sig] = program
+                self._trial[sig] = (program, [], [])
             release_free_memory()
         except Exception as e:  # noqa: BLE001 - a version that cannot be built is left out; the generic one serves
             with self._lock:
@@ -213,8 +254,10 @@ class CompiledModel:
             "passes": [{"name": p.name, "changes": p.changes, "seconds": round(p.seconds, 4)} for p in self.passes],
             "kernels": dict(self.program.stats),
             "regions": list(self.program.regions),
-            "versions": 1 + len(self._versions),
-            "specialized": [[list(s) if s is not None else None for s in sig] for sig in self._versions],
+            "versions": 1 + len(self._versions) + len(self._trial),
+            "specialized": [[list(s) if s is not None else None for s in sig] for sig in [*self._versions, *self._trial]],
+            "on_trial": [[list(s) if s is not None else None for s in sig] for sig in self._trial],
+            "declined": list(self._declined.values()),
             "specialization_failures": list(self._failed.values()),
             "input_symbols": self.analysis.input_symbols,
             "planned_peak_bytes": str(self._peak()[0]) if self._peak()[0] is not None else None,

@@ -269,6 +269,34 @@ def test_a_hot_signature_gets_a_specialised_version() -> None:
     assert exe.report()["versions"] == 1 + MAX_VERSIONS
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_version_is_kept_only_where_it_is_faster(keep: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new version and the generic one alternate for TRIAL_CALLS calls each (both giving the interpreter's
+    results); a version that is not faster is dropped and its signature never specialised again."""
+    from pliant.runtime import compiled
+
+    # NOTE: 1e9: any version counts as faster; 0: none does
+    monkeypatch.setattr(compiled, "KEEP_IF_FASTER", 1e9 if keep else 0.0)
+    path = os.path.join(M.DATA, "encoder.onnx")
+    exe, module = pliant.compile(path), pliant.load(path)
+    feeds = next(M.encoder_feeds())
+    want = pliant.interpret(module, feeds)["hidden"]
+    for _ in range(compiled.SPECIALIZE_AFTER):
+        exe.run(feeds)
+    exe.wait_for_versions()
+    assert exe.report()["on_trial"] == [[list(feeds["ids"].shape)]]
+    for _ in range(2 * compiled.TRIAL_CALLS + 3):
+        np.testing.assert_allclose(exe.run(feeds)["hidden"], want, rtol=1e-4, atol=1e-5)
+        exe.wait_for_versions()
+    rep = exe.report()
+    assert rep["on_trial"] == []
+    if keep:
+        assert rep["versions"] == 2 and rep["declined"] == []
+    else:
+        assert rep["versions"] == 1 and len(rep["declined"]) == 1 and "generic version" in rep["declined"][0]
+        assert not exe._building  # NOTE: a declined signature is not built again
+
+
 def test_execution_order_lowers_the_peak() -> None:
     """Two independent branches each make a big tensor and reduce it: run one branch, then the other."""
     from onnx import TensorProto, helper
