@@ -46,15 +46,13 @@ smaller keeps a block in L2."""
 K_BLOCK = 512
 """Patch rows per K block (the product is accumulated in the output over blocks)."""
 
-PARALLEL_WORK = 3 << 20
-"""Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  A passively waiting OpenMP thread
-(pliant's OMP_WAIT_POLICY) starts 30-50 us after the call wakes it on the 2-vCPU machine measured, and the
-call cannot return before it has: at 2.4M multiply-adds (50 us on one thread) two threads took 50-62 us,
-at 5.3M 84-94 us against 111-115, at 9.4M 134-152 against 188-190 (medians, machine otherwise idle).
-Measured with passive waits; pliant now lets a waiting thread spin briefly (``GOMP_SPINCOUNT``), which makes a
-warm thread start within microseconds. Region units' products set their own thresholds
-(``region_c.GEMM_PARALLEL_WORK``, ``WEIGHTS_PARALLEL_WORK``); for convolutions 256K and 1M timed within this
-machine's noise of 3M (separate processes, RaNet and BERT), so this value stays."""
+PARALLEL_WORK = 1 << 18
+"""Multiply-adds (N*M*K*OH*OW) from which a call uses all OpenMP threads.  With passive waits a sleeping
+OpenMP thread started 30-50 us after the call woke it (2-vCPU machine), which set this at 3M; pliant now lets
+a waiting thread spin briefly (``GOMP_SPINCOUNT``), so a warm one starts within microseconds.  Interleaved in
+one process (10 rounds, a second conv.c build swapped in; 3M against 1M, 256K, 64K): blockdrop 32 px
+0.85 -> 0.58 ms, 8 blocks 1.47 -> 0.95; RaNet 128 px exit@1 0.51 -> 0.47 (256K and 64K; 1M did not help);
+YOLO 160 px 1.52 -> 1.38; larger inputs and SkipNet within noise."""
 
 DIRECT_WASTE = 320
 """When the weights meet a zero-padded copy of the input in place (conv.c's DIRECT, width stride 1) instead of
