@@ -98,6 +98,7 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *plans = args[6];
     void *table = PyLong_AsVoidPtr(args[7]);
     if (PyErr_Occurred()) return NULL;
+    if (fn == 0) Py_RETURN_NONE; /* no unit loaded: the Python path decides */
     if (!PyList_CheckExact(xs) || !PyTuple_CheckExact(dyn) || !PyTuple_CheckExact(descrs) ||
         !PyTuple_CheckExact(const_at) || !PyTuple_CheckExact(const_objs) || !PyDict_CheckExact(plans)) {
         PyErr_SetString(PyExc_TypeError, "run: xs is a list, dyn/descrs/const_at/const_objs tuples, plans a dict");
