@@ -19,8 +19,9 @@ one call from Python instead of one call (and one NumPy dispatch) per op.
 - **Ops**: elementwise and broadcasting ops (and ``Fused`` groups) as one loop
   nest each, which the C compiler vectorises; MatMul/Gemm through a small
   loop kernel for small products and ``conv.c``'s GEMM otherwise (a product
-  is a 1x1 convolution; an operand given transposed is transposed into a
-  scratch buffer first), on the same OpenMP threads as everything else, with
+  is a 1x1 convolution; A given transposed is transposed into a scratch
+  buffer first, B given transposed conv.c packs tile by tile), on the same
+  OpenMP threads as everything else, with
   BLAS ``sgemm`` (NumPy's, by address) left for when conv.c cannot run; Softmax/LogSoftmax/LayerNormalization over the last axis;
   Transpose, Concat, Slice, Gather; ``ShapeExpr`` values are computed with
   the plan.  ``supports(op)`` says what a region may hold.
@@ -621,7 +622,7 @@ class RegionUnit:
         self._fn: Any = None
         self._value_keys = sorted({k for k, a, _, _ in self.binders.values() if a < 0})
         self._in_dtypes = [NP_TYPES[_dtype(v)] for v in self.inputs]
-        self._out_dtypes = [NP_TYPES[_dtype(v)] for v in self.outputs]
+        self._out_dtypes = tuple(NP_TYPES[_dtype(v)] for v in self.outputs)
         self._consts: list[tuple[int, np.ndarray]] | None = None
         self._table: Any = None
         self._table_address = 0
@@ -632,7 +633,6 @@ class RegionUnit:
         self._fn_address = 0
         self._dyn_t = tuple(self._dyn)
         self._descrs = tuple(self._in_dtypes[k] for k in self._dyn)
-        self._out_descrs = tuple(self._out_dtypes)
         self._const_at: tuple[int, ...] = ()
         self._const_objs: tuple[np.ndarray, ...] = ()
         self._lock = threading.Lock()
@@ -1441,15 +1441,20 @@ class RegionUnit:
         common path is one call into ``unit_call.c``; the Python path below makes new plans, raises the
         errors, and runs units where that C function cannot be built.
         """
-        call = self._call
-        if call is not None:
-            res = call(self._fn_address, xs, self._dyn_t, self._descrs, self._const_at, self._const_objs,
-                       self._cplans, self._table_address)
-            if type(res) is list:
-                return res
+        if self._call is not None:
+            res = self._run_c(xs)
             if res is not None:
-                raise _Mismatch(f"the native unit returned {res}")
+                return res
         return self._run_python(xs)
+
+    def _run_c(self, xs: list[Any]) -> list[np.ndarray] | None:
+        """The outputs through ``unit_call.c``, or None where the Python path must decide."""
+        assert self._call is not None
+        res = self._call(self._fn_address, xs, self._dyn_t, self._descrs, self._const_at, self._const_objs,
+                         self._cplans, self._table_address)
+        if res is None or type(res) is list:
+            return res  # type: ignore[no-any-return]
+        raise _Mismatch(f"the native unit returned {res}")
 
     def _run_python(self, xs: list[Any]) -> list[np.ndarray]:
         from pliant.kernels.compiled import data_pointers
@@ -1473,12 +1478,9 @@ class RegionUnit:
                 raise _Mismatch("a constant input changed")
         if self._call is not None:
             # NOTE: the plan and the constants are in place now: the C path takes the call (one arena per thread)
-            res = self._call(self._fn_address, xs, self._dyn_t, self._descrs, self._const_at, self._const_objs,
-                             self._cplans, self._table_address)
-            if type(res) is list:
-                return res
+            res = self._run_c(xs)
             if res is not None:
-                raise _Mismatch(f"the native unit returned {res}")
+                return res
         outs = [np.empty(shape, dt) for shape, dt in zip(plan.out_shapes, self._out_dtypes)]
         arena = getattr(_ARENA, "buffer", None)
         if arena is None or arena.nbytes < plan.arena_bytes:
@@ -1509,7 +1511,7 @@ class RegionUnit:
             if plan is not None and not self._value_keys:
                 # NOTE: what unit_call.c reads; the plan object (in _plans) keeps the sizes and arrays alive
                 self._cplans[key] = (ctypes.addressof(plan.sizes), plan.arena_bytes, tuple(plan.out_shapes),
-                                     self._out_descrs, tuple(plan.array_ptrs))
+                                     self._out_dtypes, tuple(plan.array_ptrs))
         return plan
 
     def _take_constants(self, xs: list[Any]) -> list[tuple[int, np.ndarray]]:
