@@ -180,10 +180,12 @@ class _Importer:
             )
 
     def _collect_value_info(self) -> None:
-        try:
-            inferred = onnx.shape_inference.infer_shapes(_without_weights(self.proto), data_prop=True)
-        except Exception:  # noqa: BLE001 - inference is a hint, the model may still run
-            inferred = self.proto
+        """The types the model itself declares for its values (``value_info`` and outputs, subgraphs included).
+
+        ONNX's whole-model shape inference is not run here: every op pliant defines has its own type rule
+        (the rest ask ONNX node by node), and the symbolic shape analysis goes further than ONNX's. Running it
+        would also keep about 4 MB of ONNX's inference code and schema tables resident for the process's life.
+        """
 
         def walk(g: onnx.GraphProto) -> None:
             for vi in list(g.value_info) + list(g.output):
@@ -196,7 +198,7 @@ class _Importer:
                     for sg in a.graphs:
                         walk(sg)
 
-        walk(inferred.graph)
+        walk(self.proto.graph)
 
     # -- graphs -----------------------------------------------------------
     def _outputs(self, g: onnx.GraphProto, block: Block, scope: _Scope) -> None:
@@ -321,34 +323,6 @@ class _Importer:
                 raise ModelLoadError(f"function '{f.name}' output '{o}' is never produced")
             fn.body.add_output(v)
         fn.result_names = list(f.output)
-
-
-# NOTE: initializers this large are weights; shape inference only needs their types, and copying them through
-# the C++ inference (three copies of the model) would leave the heap tens of MB larger than the model
-WEIGHT_ELEMENTS = 4096
-
-
-def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``proto`` for shape inference: large main-graph initializers become typed graph inputs (their
-    values never matter to a shape; small ones, which may, stay), so inference does not copy the weights."""
-    g = proto.graph
-    big = [t for t in g.initializer if int(np.prod(t.dims, dtype=np.int64)) > WEIGHT_ELEMENTS]
-    if not big:
-        return proto
-    names = {t.name for t in big}
-    graph = onnx.GraphProto(name=g.name, doc_string=g.doc_string)
-    graph.node.extend(g.node)
-    graph.input.extend(i for i in g.input if i.name not in names)
-    graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big)
-    graph.output.extend(g.output)
-    graph.value_info.extend(g.value_info)
-    graph.initializer.extend(t for t in g.initializer if t.name not in names)
-    graph.sparse_initializer.extend(g.sparse_initializer)
-    out = onnx.ModelProto(ir_version=proto.ir_version, producer_name=proto.producer_name,
-                          domain=proto.domain, model_version=proto.model_version, graph=graph)
-    out.opset_import.extend(proto.opset_import)
-    out.functions.extend(proto.functions)
-    return out
 
 
 def _attr_key(v: AttrValue) -> Any:
