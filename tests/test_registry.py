@@ -51,3 +51,37 @@ def test_families_are_named_sets() -> None:
 
     assert "Loop" in FAMILIES["control"]
     assert all(isinstance(v, set) and v for v in FAMILIES.values())
+
+
+def test_shipped_schema_table_matches_onnx_defs_at_every_covered_opset() -> None:
+    """The table read instead of ``onnx.defs`` (so that loading a model leaves ONNX's schema registry unbuilt)
+    must give what ``onnx.defs`` gives, for every registered op at every opset it covers. A stale table fails
+    here: regenerate it with ``python -m pliant.ops.schema_table``."""
+    from pliant.errors import UnsupportedOpError
+    from pliant.ops.registry import _schema_from_onnx_defs, onnx_schema
+    from pliant.ops.schema_table import covered
+
+    checked = 0
+    for d in all_ops():
+        if d.schema_override is not None:
+            continue
+        top = {"": onnx.defs.onnx_opset_version(), "ai.onnx.ml": onnx.defs.onnx_ml_opset_version()}.get(d.domain, 1)
+        for opset in range(1, top + 1):
+            assert covered(d.name, d.domain, opset) is not None, f"{d.qualname} at opset {opset} is not in the table"
+            try:
+                want = _schema_from_onnx_defs(d.name, d.domain, opset)
+            except UnsupportedOpError:
+                with pytest.raises(UnsupportedOpError, match="defines no op"):
+                    onnx_schema(d.name, d.domain, opset)
+                continue
+            assert onnx_schema(d.name, d.domain, opset) == want, f"{d.qualname} at opset {opset}"
+            checked += 1
+    assert checked > 1000
+
+
+def test_schema_table_defers_to_onnx_defs_past_what_it_covers() -> None:
+    from pliant.ops.schema_table import covered
+
+    assert covered("Relu", "", 10_000) is None
+    assert covered("Relu", "no.such.domain", 1) is None
+    assert covered("Relu", "", 5) is not False and covered("Relu", "", 5) is not None

@@ -28,6 +28,7 @@ values for an op with several outputs.
 
 from __future__ import annotations
 
+import base64
 import enum
 import functools
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 import onnx.defs
 
 from pliant.errors import UnsupportedOpError
@@ -189,13 +191,40 @@ def _load_all() -> None:
 
 @functools.cache
 def onnx_schema(name: str, domain: str, opset: int) -> Schema:
-    """The schema ONNX defines for ``name`` at ``opset`` (the newest version <= opset)."""
+    """The schema ONNX defines for ``name`` at ``opset`` (the newest version <= opset).
+
+    Read from the table shipped with pliant (``pliant.ops.schema_table``) where it covers the question, so that
+    loading a model does not build ONNX's whole schema registry; from ``onnx.defs`` otherwise.
+    """
+    from pliant.frontends.onnx_attrs import attr_from_onnx
+    from pliant.ops.schema_table import covered
+
+    entry = covered(name, domain, opset)
+    if entry is None:
+        return _schema_from_onnx_defs(name, domain, opset)
+    if entry is False:
+        raise _no_such_op(name, domain, opset)
+    since, ins, outs, defaults, required = entry  # type: ignore[misc]
+    attrs: dict[str, AttrValue | None] = {
+        k: attr_from_onnx(onnx.AttributeProto.FromString(base64.b64decode(v))) if v is not None else None
+        for k, v in defaults.items()
+    }
+
+    def params(ps: list[str]) -> tuple[ParamSpec, ...]:
+        return tuple(ParamSpec(p.rstrip("?*"), p.endswith("?"), p.endswith("*")) for p in ps)
+
+    return Schema(name, domain, int(since), params(ins), params(outs), attrs, frozenset(required))
+
+
+def _no_such_op(name: str, domain: str, opset: int) -> UnsupportedOpError:
+    return UnsupportedOpError(f"ONNX defines no op {name} in domain '{domain or 'ai.onnx'}' at opset {opset}")
+
+
+def _schema_from_onnx_defs(name: str, domain: str, opset: int) -> Schema:
     try:
         s = onnx.defs.get_schema(name, opset, domain)
     except onnx.defs.SchemaError:
-        raise UnsupportedOpError(
-            f"ONNX defines no op {name} in domain '{domain or 'ai.onnx'}' at opset {opset}"
-        ) from None
+        raise _no_such_op(name, domain, opset) from None
     from pliant.frontends.onnx_attrs import attr_from_onnx
 
     attrs: dict[str, AttrValue | None] = {}
