@@ -1,10 +1,12 @@
 """ONNX's operator schemas for the ops pliant defines, as a table shipped with pliant.
 
 Looking up one schema through ``onnx.defs`` makes ONNX build its whole schema
-registry, which brings about 2.5 MB of its C++ library into memory for the rest
-of the process. Loading a model only needs, per op and opset, the inputs, the
-outputs and the attribute defaults, so those are read from ``onnx_schemas.json``
-instead. The table covers each domain up to the opset the ONNX release that
+registry, which keeps about 6.5 MB resident for the rest of the process (2.5 MB
+of its C++ library paged in, the rest heap). Loading a model only needs, per op
+and opset, the inputs, the outputs and the attribute defaults, so those are read
+from ``onnx_schemas.json`` instead: a header line, then one line per op (its
+key, a tab, its schema versions as JSON), decoded when the op is looked up. The
+table covers each domain up to the opset the ONNX release that
 wrote it knows; anything past that (a newer ONNX, a newer model) is still asked
 of ``onnx.defs``.
 
@@ -68,20 +70,29 @@ def build_table() -> dict[str, Any]:
 
 
 @functools.cache
-def _table() -> dict[str, Any]:
+def _table() -> tuple[dict[str, int], dict[str, str]]:
+    """The covered opset per domain, and each op's entries as JSON text (decoded when the op is looked up, so
+    the table costs a few hundred small strings, not tens of thousands of objects)."""
     try:
-        data: dict[str, Any] = json.loads(TABLE_PATH.read_text())
-    except (OSError, ValueError):
-        return {"opsets": {}, "ops": {}}
-    return data
+        lines = TABLE_PATH.read_text().splitlines()
+        opsets: dict[str, int] = json.loads(lines[0])["opsets"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return {}, {}
+    ops = dict(line.split("\t", 1) for line in lines[1:] if "\t" in line)
+    return opsets, ops
+
+
+@functools.cache
+def _entries(key: str) -> list[Entry] | None:
+    text = _table()[1].get(key)
+    return None if text is None else list(json.loads(text))
 
 
 def covered(name: str, domain: str, opset: int) -> Entry | bool | None:
     """The table's entry for ``name`` at ``opset``; False where the table says ONNX has no such op at that
     opset; None where the table does not cover the question (ask ``onnx.defs``)."""
-    table = _table()
-    top = table["opsets"].get(domain)
-    entries = table["ops"].get(f"{domain}/{name}")
+    top = _table()[0].get(domain)
+    entries = _entries(f"{domain}/{name}")
     if top is None or opset > top or entries is None:
         return None
     found = None
@@ -93,7 +104,9 @@ def covered(name: str, domain: str, opset: int) -> Entry | bool | None:
 
 def main() -> int:
     table = build_table()
-    TABLE_PATH.write_text(json.dumps(table, separators=(",", ":"), sort_keys=False) + "\n")
+    head = json.dumps({"onnx": table["onnx"], "opsets": table["opsets"]})
+    rows = [f"{key}\t{json.dumps(entries, separators=(',', ':'))}" for key, entries in table["ops"].items()]
+    TABLE_PATH.write_text("\n".join([head, *rows]) + "\n")
     n = sum(len(v) for v in table["ops"].values())
     print(f"wrote {TABLE_PATH.name}: {len(table['ops'])} ops, {n} schema versions, ONNX {table['onnx']}", file=sys.stderr)
     return 0
