@@ -751,9 +751,9 @@ int pliant_kernel(void **p, const int64_t *s) {
         return 0;
     }
 #ifdef _OPENMP
-    /* NOTE: no OpenMP barrier or worksharing loop: pliant's processes wait passively
-     * (OMP_WAIT_POLICY=PASSIVE), where a thread that reaches a barrier first sleeps in the kernel and its
-     * wake-up costs 30-50 us on this 2-vCPU guest (an empty parallel region: 30 us, against 0.7 us
+    /* NOTE: no OpenMP barrier or worksharing loop: a waiting OpenMP thread sleeps in the kernel once its
+     * spin (GOMP_SPINCOUNT, which pliant sets low) runs out, or at once with OMP_WAIT_POLICY=PASSIVE, and
+     * its wake-up costs 30-50 us on this 2-vCPU guest (an empty parallel region: 30 us, against 0.7 us
      * spinning).  So tasks go to whoever asks next (a thread that wakes late takes fewer), and the calling
      * thread spins, not sleeps, while another thread is still on a task, so the region's closing barrier
      * usually finds everyone there.  It does not spin for a thread that has not started (with the other CPU
