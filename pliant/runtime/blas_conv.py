@@ -118,7 +118,7 @@ def _kernel() -> Any:
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
-_INT64S = ctypes.c_int64 * 22
+_INT64S = ctypes.c_int64 * 23
 _POINTERS = ctypes.c_void_p * 6
 
 

@@ -27,6 +27,8 @@
  *   transposed, x[position][channel], and the call must be FLAT with one image and one group; each tile's
  *   columns are packed from it (a small transpose in cache, instead of a whole one before the call).
  *   Returns -2 where S_BT is set and the call is not such a product.
+ *   S_ZROW 1: z is one row of OH*OW floats added to every output channel's row (a product's bias along its
+ *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -55,7 +57,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -226,7 +228,7 @@ static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) 
  * weights for 100 columns). */
 INLINE void micro_nv(int nv, int panel, int exact, int64_t kc, const float *restrict a, int64_t lda,
                      const float *const *b, const int64_t *restrict kofs, float *const *c, const float *const *z,
-                     int64_t ldc, int mr, const int *nl, int accumulate, const epilogue *e) {
+                     int64_t zld, int64_t ldc, int mr, const int *nl, int accumulate, const epilogue *e) {
     vf acc[MR][NV];
     const float *ar[MR];
     for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : 0) * lda; /* rows past mr: computed, not stored */
@@ -249,7 +251,7 @@ INLINE void micro_nv(int nv, int panel, int exact, int64_t kc, const float *rest
             const int n = nl[v];
             if (n <= 0) continue;
             float *cr = c[v] + r * ldc;
-            const float *zr = z ? z[v] + r * ldc : NULL;
+            const float *zr = z ? z[v] + r * zld : NULL;
             vf x = acc[r][v];
             if (n == VL) {
                 if (accumulate) x = v_add(x, v_load(cr));
@@ -267,21 +269,21 @@ INLINE void micro_nv(int nv, int panel, int exact, int64_t kc, const float *rest
 /* a tile whose last half of vectors has no lane inside the output computes only the first half: 400
  * columns in panels of 32 left 16 of the last one's to compute for nothing */
 static void tile(int panel, int exact, int64_t kc, const float *restrict a, int64_t lda, const float *const *b,
-                 const int64_t *restrict kofs, float *const *c, const float *const *z, int64_t ldc, int mr,
+                 const int64_t *restrict kofs, float *const *c, const float *const *z, int64_t zld, int64_t ldc, int mr,
                  const int *nl, int accumulate, const epilogue *e) {
     const int half = nl[NV / 2] <= 0;
     if (panel && half)
-        micro_nv(NV / 2, 1, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV / 2, 1, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else if (panel)
-        micro_nv(NV, 1, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV, 1, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else if (exact && half)
-        micro_nv(NV / 2, 0, 1, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV / 2, 0, 1, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else if (exact)
-        micro_nv(NV, 0, 1, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV, 0, 1, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else if (half)
-        micro_nv(NV / 2, 0, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV / 2, 0, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else
-        micro_nv(NV, 0, 0, kc, a, lda, b, kofs, c, z, ldc, mr, nl, accumulate, e);
+        micro_nv(NV, 0, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
 }
 
 /* --- the patch gather ---------------------------------------------------------------------------------
@@ -423,7 +425,8 @@ typedef struct {
     const float *x, *w, *b, *z, *params;
     float *y;
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, G, act, cg, mg, K, ohw, npm;
-    int mode, pack, bt; /* pack (FLAT): each tile's columns of B copied into a panel first; bt: from B^T */
+    int mode, pack, bt, zrow; /* pack (FLAT): each tile's columns of B copied into a panel first; bt: from B^T;
+                                 zrow: z is one row for every channel */
     int64_t kcb, nkb, nc, nblk, mblk, ppb, ntasks; /* task: (image, group, column block, channel block) */
     int64_t wp, npan, nchunks, maxseg, rows_in; /* GATHER: panels and segments per task, input rows split */
     int64_t rows, wq, src_rows;                 /* DIRECT: output rows per task, padded row width,
@@ -502,7 +505,7 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
     const int64_t ip0 = mb * j->ppb, ip1 = ip0 + j->ppb < j->npm ? ip0 + j->ppb : j->npm;
     const float *xg = j->x + (n * j->C + g * j->cg) * j->H * j->W;
     float *yg = j->y + (n * j->M + g * j->mg) * j->ohw;
-    const float *zg = j->z ? j->z + (n * j->M + g * j->mg) * j->ohw : NULL;
+    const float *zg = j->z ? j->z + (j->zrow ? 0 : (n * j->M + g * j->mg) * j->ohw) : NULL;
     const float *wg = j->w + g * j->mg * j->K;
 
     int64_t j0 = 0, j1 = 0, oh0 = 0, oh1 = 0, rstride = 0;
@@ -621,9 +624,9 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                                     j->params[2]};
                 for (int v = 0; v < NV; v++) {
                     c[v] = yg + ip * MR * j->ohw + at[v];
-                    z[v] = zg ? zg + ip * MR * j->ohw + at[v] : NULL;
+                    z[v] = zg ? zg + (j->zrow ? 0 : ip * MR * j->ohw) + at[v] : NULL;
                 }
-                tile(panel, exact, kc, wg + ip * MR * j->K + k0, j->K, b, kofs + k0, c, zg ? z : NULL,
+                tile(panel, exact, kc, wg + ip * MR * j->K + k0, j->K, b, kofs + k0, c, zg ? z : NULL, j->zrow ? 0 : j->ohw,
                      j->ohw, mr, nl, kb > 0, fused ? &e : NULL);
             }
         }
@@ -714,6 +717,8 @@ int pliant_kernel(void **p, const int64_t *s) {
     j.mblk = (j.npm + j.ppb - 1) / j.ppb;
     j.bt = s[S_BT] != 0;
     if (j.bt && (j.mode != FLAT || N != 1 || j.G != 1)) return -2;
+    j.zrow = s[S_ZROW] != 0;
+    if (j.zrow && (N != 1 || j.G != 1)) return -2;
     j.pack = j.mode == FLAT && (j.bt || j.ppb >= PACK_PANELS);
     if (j.mode == DIRECT) { /* whole output rows, about nc columns */
         j.rows = j.nc / j.OW > 1 ? j.nc / j.OW : 1;

@@ -393,6 +393,10 @@ def _check_gather(op: Op) -> bool:
     return rank >= 1 and -rank <= _attr_int(op, "axis", 0) < rank
 
 
+BIAS_EPILOGUE = True
+"""Products add a following bias Add in their epilogue (``RegionUnit._bias_adds``); False builds units without."""
+
+
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
     """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
     x, w = op.operands[0], op.operands[1] if len(op.operands) > 1 else None
@@ -605,6 +609,8 @@ class RegionUnit:
         self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "MatMul", "Gemm") for o in self.ops)
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
+        self.bias_adds = self._bias_adds()
+        self._folded_adds = {add for add, _ in self.bias_adds.values()}
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
@@ -669,6 +675,39 @@ class RegionUnit:
                 out.add(o.results[0])
         return out
 
+    def _bias_adds(self) -> dict[Op, tuple[Op, Value]]:
+        """Products whose result's one use is an Add of a vector along its last axis (a bias), in this unit and
+        not an output of it: product -> (the Add, the vector).  The product adds the bias as it stores its
+        tiles, and the Add's result lives in the product's buffer (an alias), so the Add costs nothing."""
+        out: dict[Op, tuple[Op, Value]] = {}
+        if not BIAS_EPILOGUE:
+            return out
+        members = set(self.ops)
+        outputs = set(self.outputs)
+        order = {o: n for n, o in enumerate(self.ops)}
+        for o in self.ops:
+            if o.domain != "" or o.name != "MatMul" or _dtype(o.results[0]) != DType.FLOAT:
+                continue
+            r = o.results[0]
+            uses = r.uses
+            if r in outputs or len(uses) != 1 or not isinstance(uses[0].user, Op):
+                continue
+            add = uses[0].user
+            if add.domain != "" or add.name != "Add" or add not in members or add.results[0] in outputs:
+                continue
+            other = add.operands[1 - uses[0].index] if len(add.operands) == 2 else None
+            if other is None or other is r or _dtype(other) != DType.FLOAT or _dtype(add.results[0]) != DType.FLOAT:
+                continue
+            src = other.defining_op
+            if other not in self.inputs and (src is None or order.get(src, len(order)) > order[o]):
+                continue  # NOTE: the bias must exist when the product runs
+            rs, bs, ys = _shape(r), _shape(other), _shape(add.results[0])
+            if (not rs or not bs or len(ys) != len(rs) or not all(dims_equal(p, q) for p, q in zip(ys, rs))
+                    or any(d != 1 for d in bs[:-1]) or len(bs) > len(rs) or not dims_equal(bs[-1], rs[-1])):
+                continue
+            out[o] = (add, other)
+        return out
+
     def _gather_views(self) -> dict[Value, int]:
         """Gathers of one constant index along an axis with only size-1 axes before it: a contiguous block of
         the source, used in place (value -> the index)."""
@@ -695,6 +734,9 @@ class RegionUnit:
         out_index = {v: j for j, v in enumerate(self.outputs)}
         for o in self.ops:
             r = o.results[0]
+            if o in self._folded_adds:
+                st[r] = ("alias", self.vid[next(m.results[0] for m, (add, _) in self.bias_adds.items() if add is o)])
+                continue
             if (o.domain == "" and o.name in _ALIASES and r not in out_index) or r in self.elided or r in self.views:
                 src = o.operands[0]
                 assert src is not None
@@ -808,6 +850,8 @@ class RegionUnit:
     def _emit(self, o: Op) -> None:
         name = o.name
         r = o.results[0]
+        if o in self._folded_adds:
+            return  # NOTE: added by the product before it (see _bias_adds)
         if o.domain == "pliant" and name == "Fused":
             body = o.regions["body"].block
             self._fused(list(body.ops), body.outputs[0], r)
@@ -891,6 +935,9 @@ class RegionUnit:
         self._loops(result, body)
 
     def _matmul(self, o: Op) -> None:
+        """A product per batch index through ``gemm_t``; a bias Add that follows it (``_bias_adds``) is added to
+        each row of the result in the product's epilogue, and the Add's result is the product's buffer."""
+        bias = self.bias_adds[o][1] if o in self.bias_adds else None
         a, b = o.operands[0], o.operands[1]
         assert a is not None and b is not None
         r = o.results[0]
@@ -901,7 +948,7 @@ class RegionUnit:
         ta, tb = int(a in self.elided), int(b in self.elided)
         body = [f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
                 f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
-                f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n});"]
+                f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n}, {self._p(bias) if bias is not None else 'NULL'});"]
         self._nest(r, nb, body)
 
     def _batch(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
@@ -931,7 +978,7 @@ class RegionUnit:
         beta = float(o.attrs.get("beta", 1.0))  # type: ignore[arg-type]
         m, n = self._d(r, 0), self._d(r, 1)
         k = self._d(a, 0 if ta else 1)
-        self.lines.append(f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)});")
+        self.lines.append(f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)}, NULL);")
         if c is not None and beta != 0.0:
             out = _shape(r)
             idx = ["i0", "i1"]
@@ -1093,7 +1140,7 @@ class RegionUnit:
         sizes = [d(x, 0), d(x, 1), c.h, c.wd, d(w, 0), c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
                  str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
                  str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
-                 str(blas_conv.DIRECT_WASTE), "0"]  # NOTE: the last, S_BT: B is not transposed
+                 str(blas_conv.DIRECT_WASTE), "0", "0"]  # NOTE: S_BT: B is not transposed; S_ZROW: z is a tensor
         self.lines += [
             c.check,
             "{",
@@ -1582,7 +1629,8 @@ typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, i
                            const float *, int, float, float *, int);
 /* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n) or (n x k) */
 static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
-                   const float *restrict a, const float *restrict b, float *restrict c) {
+                   const float *restrict a, const float *restrict b, float *restrict c, const float *restrict bias) {
+    int biased = 0; /* the bias (along the columns, or NULL) was added in conv.c's epilogue */
     if (tb && (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0)) {
         /* rows of B are the columns of op(B): one contiguous dot product per element of C, four at a time
          * (four independent sums: one sum is a chain of dependent adds, bound by their latency); the four
@@ -1622,7 +1670,7 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
                 c[i * n + j] = alpha * acc;
             }
         }
-        return;
+        goto done;
     }
     if (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0) {
         /* four rows of B per pass over each row of C (a third of the loads and stores of C), every row of A
@@ -1648,7 +1696,7 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
                 for (int64_t j = 0; j < n; j++) cr[j] += av * br[j];
             }
         }
-        return;
+        goto done;
     }
     if (s[2] != 0) {
         /* conv.c's GEMM: C (m x n) = A (m x k) B (k x n) is a 1x1 convolution of a one-pixel-high image B of
@@ -1671,13 +1719,16 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
                 aa = scratch;
             }
             static const float no_params[3] = {0.0f, 0.0f, 0.0f};
-            const int64_t cs[22] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
-                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb};
-            void *cp[6] = {(void *)b, (void *)aa, NULL, NULL, (void *)c, (void *)no_params};
+            /* the bias as z, one row added to every row of C (S_ZROW), where alpha does not scale it */
+            const float *zb = alpha == 1.0f ? bias : NULL;
+            const int64_t cs[23] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb, zb != NULL};
+            void *cp[6] = {(void *)b, (void *)aa, NULL, (void *)zb, (void *)c, (void *)no_params};
             if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
+                biased = zb != NULL;
                 if (alpha != 1.0f)
                     for (int64_t i = 0; i < m * n; i++) c[i] *= alpha;
-                return;
+                goto done;
             }
         }
     }
@@ -1687,5 +1738,9 @@ blas:;
     const int64_t lda = ta ? m : k, ldb = tb ? k : n;
     if (s[1]) ((sgemm64_fn)f)(ROW_MAJOR, oa, ob, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, n);
     else ((sgemm32_fn)f)(ROW_MAJOR, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)n);
+done:
+    if (bias && !biased)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * n + j] += bias[j];
 }
 """

@@ -167,6 +167,17 @@ CASES["gemm-transposed-a"] = (
     [N("Reshape", ["x", "flat"], ["x2"]), N("Gemm", ["x2", "x2"], ["g"], transA=1), N("Relu", ["g"], ["y"])],
     X, ["y"], [_const("flat", np.array([-1, 8]))],
 )
+# products followed by a bias Add (added in the product's epilogue, the Add's result in the product's buffer):
+# small products (C loops), conv.c's GEMM past the threshold (the bias as one row of z), a bias of shape
+# (1, n), and a bias computed in the unit from the input before the product
+CASES["bias-epilogue"] = (
+    [N("MatMul", ["x", "w"], ["a"]), N("Add", ["a", "c"], ["ab"]), N("MatMul", ["ab", "w2"], ["h"]),
+     N("Add", ["c2", "h"], ["hb"]), N("Softmax", ["hb"], ["y"], axis=-1),
+     N("Gather", ["x", "zero"], ["x0"], axis=0), N("Gather", ["x0", "zero"], ["row"], axis=0),
+     N("MatMul", ["x", "w3"], ["g"]), N("Add", ["g", "row"], ["gb"]), N("LogSoftmax", ["gb"], ["y2"], axis=-1)],
+    X, ["y", "y2"], [_w("w", 8, 512), _w("c", 512), _w("w2", 512, 512), _w("c2", 1, 512), _const("zero", np.array(0)),
+                     _w("w3", 8, 8)],
+)
 SIZES = [(2, 5), (1, 13)]
 
 
@@ -235,6 +246,23 @@ def test_unit_sources_do_not_depend_on_object_identity() -> None:
         exe = pliant.compile(path, specialize=False)
         sources.append(sorted(str(region_c.RegionUnit(op).source) for op in exe.module.walk() if op.name == "Static"))
     assert sources[0] == sources[1] and sources[0]
+
+
+def test_bias_adds_are_taken_into_the_products() -> None:
+    """The bias Adds of CASES["bias-epilogue"] (checked against ONNX Runtime above) cost no pass of their own:
+    the unit's source has no loop for them, and each product passes its bias to gemm_t."""
+    nodes, inputs, outputs, inits = CASES["bias-epilogue"]
+    exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
+    (op,) = [op for op in exe.module.walk() if op.name == "Static"]
+    unit = region_c.RegionUnit(op)
+    assert len(unit.bias_adds) == 3
+    calls = [line for line in str(unit.source).splitlines() if "gemm_t(s," in line]
+    assert len(calls) == 3 and not any(line.rstrip().endswith("NULL);") for line in calls)
+    region_c.BIAS_EPILOGUE = False
+    try:
+        assert not region_c.RegionUnit(op).bias_adds
+    finally:
+        region_c.BIAS_EPILOGUE = True
 
 
 def test_report_lists_the_regions() -> None:
