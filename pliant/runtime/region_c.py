@@ -610,7 +610,8 @@ class RegionUnit:
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
         self.bias_adds = self._bias_adds()
-        self._folded_adds = {add for add, _ in self.bias_adds.values()}
+        self._folded_adds = {add: m.results[0] for m, (add, _) in self.bias_adds.items()}
+        """Each folded Add -> the product's result, whose buffer holds the Add's result."""
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
@@ -696,17 +697,23 @@ class RegionUnit:
             if add.domain != "" or add.name != "Add" or add not in members or add.results[0] in outputs:
                 continue
             other = add.operands[1 - uses[0].index] if len(add.operands) == 2 else None
-            if other is None or other is r or _dtype(other) != DType.FLOAT or _dtype(add.results[0]) != DType.FLOAT:
+            if other is None or other is r or _dtype(add.results[0]) != DType.FLOAT:
                 continue
             src = other.defining_op
             if other not in self.inputs and (src is None or order.get(src, len(order)) > order[o]):
                 continue  # NOTE: the bias must exist when the product runs
-            rs, bs, ys = _shape(r), _shape(other), _shape(add.results[0])
-            if (not rs or not bs or len(ys) != len(rs) or not all(dims_equal(p, q) for p, q in zip(ys, rs))
-                    or any(d != 1 for d in bs[:-1]) or len(bs) > len(rs) or not dims_equal(bs[-1], rs[-1])):
+            rs, ys = _shape(r), _shape(add.results[0])
+            if len(ys) != len(rs) or not all(dims_equal(p, q) for p, q in zip(ys, rs)) or not self._along_columns(other, r):
                 continue
             out[o] = (add, other)
         return out
+
+    @staticmethod
+    def _along_columns(v: Value, r: Value) -> bool:
+        """``v`` is a float vector along ``r``'s last axis (all its other dims 1): one row added to each of ``r``'s."""
+        vs, rs = _shape(v), _shape(r)
+        return (_dtype(v) == DType.FLOAT and bool(vs) and bool(rs) and len(vs) <= len(rs)
+                and all(d == 1 for d in vs[:-1]) and dims_equal(vs[-1], rs[-1]))
 
     def _gather_views(self) -> dict[Value, int]:
         """Gathers of one constant index along an axis with only size-1 axes before it: a contiguous block of
@@ -735,7 +742,7 @@ class RegionUnit:
         for o in self.ops:
             r = o.results[0]
             if o in self._folded_adds:
-                st[r] = ("alias", self.vid[next(m.results[0] for m, (add, _) in self.bias_adds.items() if add is o)])
+                st[r] = ("alias", self.vid[self._folded_adds[o]])
                 continue
             if (o.domain == "" and o.name in _ALIASES and r not in out_index) or r in self.elided or r in self.views:
                 src = o.operands[0]
@@ -978,8 +985,11 @@ class RegionUnit:
         beta = float(o.attrs.get("beta", 1.0))  # type: ignore[arg-type]
         m, n = self._d(r, 0), self._d(r, 1)
         k = self._d(a, 0 if ta else 1)
-        self.lines.append(f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, {self._p(b)}, {self._p(r)}, NULL);")
-        if c is not None and beta != 0.0:
+        # NOTE: C along the columns with beta 1 is a bias gemm_t adds (in conv.c's epilogue where it can)
+        bias = c if c is not None and beta == 1.0 and self._along_columns(c, r) else None
+        self.lines.append(f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, {alpha!r}f, {self._p(a)}, "
+                          f"{self._p(b)}, {self._p(r)}, {self._p(bias) if bias is not None else 'NULL'});")
+        if c is not None and beta != 0.0 and bias is None:
             out = _shape(r)
             idx = ["i0", "i1"]
             self._loops(r, [f"{self._p(r)}[i0 * {n} + i1] += {beta!r}f * {self._p(c)}[{self._index(c, out, idx)}];"])
