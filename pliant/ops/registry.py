@@ -194,17 +194,21 @@ def onnx_schema(name: str, domain: str, opset: int) -> Schema:
     """The schema ONNX defines for ``name`` at ``opset`` (the newest version <= opset).
 
     Read from the table shipped with pliant (``pliant.ops.schema_table``) where it covers the question, so that
-    loading a model does not build ONNX's whole schema registry; from ``onnx.defs`` otherwise.
+    loading a model does not build ONNX's whole schema registry; from ``onnx.defs`` otherwise (through the
+    table's own encoding, so both are read by the same code).
     """
     from pliant.frontends.onnx_attrs import attr_from_onnx
-    from pliant.ops.schema_table import covered
+    from pliant.ops.schema_table import covered, schema_entry
 
     entry = covered(name, domain, opset)
     if entry is None:
-        return _schema_from_onnx_defs(name, domain, opset)
+        try:
+            entry = schema_entry(onnx.defs.get_schema(name, opset, domain))
+        except onnx.defs.SchemaError:
+            entry = False
     if entry is False:
-        raise _no_such_op(name, domain, opset)
-    since, ins, outs, defaults, required = entry  # type: ignore[misc]
+        raise UnsupportedOpError(f"ONNX defines no op {name} in domain '{domain or 'ai.onnx'}' at opset {opset}")
+    since, ins, outs, defaults, required = entry
     attrs: dict[str, AttrValue | None] = {
         k: attr_from_onnx(onnx.AttributeProto.FromString(base64.b64decode(v))) if v is not None else None
         for k, v in defaults.items()
@@ -214,34 +218,6 @@ def onnx_schema(name: str, domain: str, opset: int) -> Schema:
         return tuple(ParamSpec(p.rstrip("?*"), p.endswith("?"), p.endswith("*")) for p in ps)
 
     return Schema(name, domain, int(since), params(ins), params(outs), attrs, frozenset(required))
-
-
-def _no_such_op(name: str, domain: str, opset: int) -> UnsupportedOpError:
-    return UnsupportedOpError(f"ONNX defines no op {name} in domain '{domain or 'ai.onnx'}' at opset {opset}")
-
-
-def _schema_from_onnx_defs(name: str, domain: str, opset: int) -> Schema:
-    try:
-        s = onnx.defs.get_schema(name, opset, domain)
-    except onnx.defs.SchemaError:
-        raise _no_such_op(name, domain, opset) from None
-    from pliant.frontends.onnx_attrs import attr_from_onnx
-
-    attrs: dict[str, AttrValue | None] = {}
-    required: set[str] = set()
-    for aname, a in s.attributes.items():
-        if a.required:
-            required.add(aname)
-        dv = a.default_value
-        attrs[aname] = attr_from_onnx(dv) if dv is not None and dv.name else None
-
-    def params(ps: Sequence[onnx.defs.OpSchema.FormalParameter]) -> tuple[ParamSpec, ...]:
-        opt = onnx.defs.OpSchema.FormalParameterOption
-        return tuple(
-            ParamSpec(p.name, p.option == opt.Optional, p.option == opt.Variadic) for p in ps
-        )
-
-    return Schema(name, domain, s.since_version, params(s.inputs), params(s.outputs), attrs, frozenset(required))
 
 
 class KernelContext:

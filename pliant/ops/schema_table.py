@@ -24,7 +24,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 TABLE_PATH = Path(__file__).with_name("onnx_schemas.json")
 
@@ -40,6 +40,16 @@ def _param(p: Any) -> str:
     return p.name + ("?" if p.option == opt.Optional else "*" if p.option == opt.Variadic else "")
 
 
+def schema_entry(s: Any) -> Entry:
+    """An ``onnx.defs.OpSchema`` as the table's entry."""
+    attrs = {
+        name: base64.b64encode(a.default_value.SerializeToString()).decode() if a.default_value.name else None
+        for name, a in sorted(s.attributes.items())
+    }
+    required = sorted(name for name, a in s.attributes.items() if a.required)
+    return [s.since_version, [_param(p) for p in s.inputs], [_param(p) for p in s.outputs], attrs, required]
+
+
 def build_table() -> dict[str, Any]:
     """The table for the ops registered now, from the installed ``onnx.defs``."""
     import onnx
@@ -53,13 +63,7 @@ def build_table() -> dict[str, Any]:
         domain = "" if s.domain == "ai.onnx" else s.domain
         if (domain, s.name) not in wanted:
             continue
-        attrs = {
-            name: base64.b64encode(a.default_value.SerializeToString()).decode() if a.default_value.name else None
-            for name, a in sorted(s.attributes.items())
-        }
-        required = sorted(name for name, a in s.attributes.items() if a.required)
-        entry = [s.since_version, [_param(p) for p in s.inputs], [_param(p) for p in s.outputs], attrs, required]
-        ops.setdefault(f"{domain}/{s.name}", []).append(entry)
+        ops.setdefault(f"{domain}/{s.name}", []).append(schema_entry(s))
     for entries in ops.values():
         entries.sort(key=lambda e: int(e[0]))
     return {
@@ -88,7 +92,7 @@ def _entries(key: str) -> list[Entry] | None:
     return None if text is None else list(json.loads(text))
 
 
-def covered(name: str, domain: str, opset: int) -> Entry | bool | None:
+def covered(name: str, domain: str, opset: int) -> Entry | Literal[False] | None:
     """The table's entry for ``name`` at ``opset``; False where the table says ONNX has no such op at that
     opset; None where the table does not cover the question (ask ``onnx.defs``)."""
     top = _table()[0].get(domain)
