@@ -1,4 +1,4 @@
-"""Linear algebra: MatMul, Gemm, MatMulInteger, Einsum, Det, Trilu, EyeLike."""
+"""Linear algebra: MatMul, PackedMatMul (pliant), Gemm, MatMulInteger, Einsum, Det, Trilu, EyeLike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pliant.ir.dtypes import DType
 from pliant.ir.types import ANY, TensorType, Type
 from pliant.ops.infer import broadcast_shapes, same_as_input, tensor_input
 from pliant.ops.numerics import is_float_dtype, work_dtype
-from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
+from pliant.ops.registry import Dynamism, InferContext, KernelContext, ParamSpec, Schema, register
 
 LINALG = "linalg"
 
@@ -81,6 +81,75 @@ def matmul(ctx: KernelContext, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     except ValueError as e:
         raise OpRuntimeError(f"MatMul of shapes {list(a.shape)} and {list(b.shape)}: {e}") from None
     return np.asarray(y).astype(a.dtype, copy=False)
+
+
+# -- PackedMatMul ----------------------------------------------------------------------
+# ``pliant.PackedMatMul(a, p, n=N)`` is ``MatMul(a, b)`` for a constant ``b`` (k x N) stored as panels of
+# PACK_PANEL columns, ``p[j, q, c] = b[q, j * PACK_PANEL + c]`` (zeros past column N): the layout the native
+# product streams its right operand in, so a weight is laid out once (``pliant.transforms.pack_weights``)
+# instead of copied into panels at every call.
+
+PACK_PANEL = 32
+"""Columns per panel of a packed matrix: a multiple of every vector tile conv.c's microkernel computes."""
+
+PACKED_MATMUL_SCHEMA = Schema("PackedMatMul", "pliant", 1, (ParamSpec("A"), ParamSpec("B")), (ParamSpec("Y"),),
+                              {"n": None}, frozenset({"n"}))
+
+
+def pack_columns(b: np.ndarray) -> np.ndarray:
+    """``b`` (k x n) as panels of PACK_PANEL columns: shape (ceil(n / PACK_PANEL), k, PACK_PANEL)."""
+    k, n = b.shape
+    full, rest = divmod(n, PACK_PANEL)
+    out = np.zeros((full + (rest > 0), k, PACK_PANEL), b.dtype)
+    out[:full] = b[:, : full * PACK_PANEL].reshape(k, full, PACK_PANEL).transpose(1, 0, 2)
+    if rest:
+        out[full, :, :rest] = b[:, full * PACK_PANEL:]
+    return out
+
+
+def unpack_columns(p: np.ndarray, n: int) -> np.ndarray:
+    """The (k x n) matrix whose panels ``p`` are (``pack_columns``'s inverse)."""
+    return p.transpose(1, 0, 2).reshape(p.shape[1], -1)[:, :n]
+
+
+def _packed_b_shape(ctx: InferContext) -> tuple[Dim, Dim] | None:
+    tp = tensor_input(ctx, 1)
+    n = ctx.attr("n")
+    if n is None:
+        raise ShapeInferenceError(f"{ctx.name}: PackedMatMul needs the attribute 'n' (the columns of B)")
+    if tp is None or tp.shape is None:
+        return None
+    if len(tp.shape) != 3 or tp.shape[2] != PACK_PANEL or (
+            isinstance(tp.shape[0], int) and tp.shape[0] != -(-int(n) // PACK_PANEL)):
+        raise ShapeInferenceError(f"{ctx.name}: PackedMatMul's B must be panels of shape "
+                                  f"({-(-int(n) // PACK_PANEL)}, k, {PACK_PANEL}) for n={n}, got {list(tp.shape)}")
+    return tp.shape[1], int(n)
+
+
+def _packed_matmul_infer(ctx: InferContext) -> list[Type]:
+    ta, sb = tensor_input(ctx, 0), _packed_b_shape(ctx)
+    if ta is None or sb is None:
+        return [TensorType(ta.dtype if ta else None, None)]
+    return [TensorType(ta.dtype, matmul_shape(ta.shape, sb, f"{ctx.name}: "))]
+
+
+def _packed_matmul_backward(ctx: InferContext, results: list[Type]) -> list[tuple[Dim, Dim]]:
+    ta, sb = tensor_input(ctx, 0), _packed_b_shape(ctx)
+    if ta is None or sb is None or not ta.shape:
+        return []
+    return [(ta.shape[-1], sb[0])]
+
+
+@register("PackedMatMul", Dynamism.ISDOS, domain="pliant", family=LINALG, infer=_packed_matmul_infer,
+          backward=_packed_matmul_backward, schema=PACKED_MATMUL_SCHEMA)
+def packed_matmul(ctx: KernelContext, a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    n = int(ctx.attr("n"))
+    if p.ndim != 3 or p.shape[2] != PACK_PANEL or p.shape[0] != -(-n // PACK_PANEL):
+        raise OpRuntimeError(f"PackedMatMul: B must be panels of shape ({-(-n // PACK_PANEL)}, k, {PACK_PANEL}) "
+                             f"for n={n}, got {list(p.shape)}")
+    b = unpack_columns(p, n)
+    _check_matmul(a, b, "PackedMatMul")
+    return np.matmul(a, b)
 
 
 # -- Gemm ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from pliant.transforms.fuse_conv import fuse_conv
 from pliant.transforms.fuse_elementwise import fuse_elementwise
 from pliant.transforms.gemm_layout import gemm_layout
 from pliant.transforms.manager import PassStat, run_passes
+from pliant.transforms.pack_weights import pack_weights
 from pliant.transforms.schedule import schedule
 from pliant.transforms.shape_chains import shape_chains
 from pliant.transforms.static_regions import static_regions
@@ -99,7 +100,7 @@ class CompiledModel:
         self.verify = verify
         self.ops_before = sum(1 for _ in module.walk())
         # NOTE: before the copy kept for specialised versions, so that every version shares its constants
-        layout = run_passes(module, [gemm_layout], verify=verify)
+        layout = run_passes(module, [gemm_layout, *([pack_weights] if regions else [])], verify=verify)
         self._source = clone_module(module) if specialize else None
         self.regions = regions
         self.analysis, self.passes = _pipeline(module, verify, regions)

@@ -26,6 +26,8 @@
  *   S_BT 1 (a product's B given transposed, by region units): x holds the 1x1 convolution's input
  *   transposed, x[position][channel], and the call must be FLAT with one image and one group; each tile's
  *   columns are packed from it (a small transpose in cache, instead of a whole one before the call).
+ *   S_BT 2: x holds the product's B (C x OW) packed in panels of PANEL columns, x[p][k][c] = B[k][p*PANEL + c]
+ *   (zeros past the last column), read in place: weights laid out once (pliant.transforms.pack_weights).
  *   Returns -2 where S_BT is set and the call is not such a product.
  *   S_ZROW 1: z is one row of OH*OW floats added to every output channel's row (a product's bias along its
  *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
@@ -172,6 +174,8 @@ static inline void v_store_n(float *p, vf v, int n) {
 }
 #endif
 #define NR (VL * NV)
+#define PANEL 32 /* columns of a panel of B given packed (S_BT 2): a multiple of NR on every path */
+_Static_assert(PANEL % NR == 0, "a tile of NR columns lies in one packed panel");
 #define CHUNK 16 /* lanes per gather step (one zmm); NR is a multiple of it */
 
 /* --- scratch ---------------------------------------------------------------------------------------- */
@@ -221,7 +225,8 @@ static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) 
 /* A tile: MR rows of C (ldc apart) by NV vectors of VL columns, vector v at c[v] (with the residual at
  * z[v]) and nl[v] of its lanes inside the output.
  * c = (accumulate ? c : 0) + a (mr rows, lda apart, kc columns) * B, then the epilogue e if any.
- * B's row k, vector v: at b[0] + k*NR + v*VL (panel: a gathered panel) or at b[v] + kofs[k] (read in place
+ * B's row k, vector v: at b[0] + k*NR + v*VL (panel 1: a gathered panel; panel 2: b[0] + k*PANEL + v*VL, in B
+ * given packed) or at b[v] + kofs[k] (read in place
  * from the input; exact: no lane at or past nl[v] is read).  nv (NV or NV/2) vectors are computed.
  * The weights are read in place, not packed: broadcasts from 8 row streams ran as fast as from a packed
  * panel (115-117 GFLOP/s either way at K = 576 and 2304), and packing cost up to 15% of a call (256 x 2304
@@ -237,7 +242,7 @@ INLINE void micro_nv(int nv, int panel, int exact, int64_t kc, const float *rest
     for (int64_t k = 0; k < kc; k++) {
         vf bv[NV];
         for (int v = 0; v < nv; v++) {
-            const float *bk = panel ? b[0] + k * NR + v * VL : b[v] + kofs[k];
+            const float *bk = panel ? b[0] + k * (panel == 2 ? PANEL : NR) + v * VL : b[v] + kofs[k];
             bv[v] = exact ? v_load_n(bk, nl[v]) : v_load(bk);
         }
         for (int r = 0; r < MR; r++) {
@@ -272,7 +277,11 @@ static void tile(int panel, int exact, int64_t kc, const float *restrict a, int6
                  const int64_t *restrict kofs, float *const *c, const float *const *z, int64_t zld, int64_t ldc, int mr,
                  const int *nl, int accumulate, const epilogue *e) {
     const int half = nl[NV / 2] <= 0;
-    if (panel && half)
+    if (panel == 2 && half)
+        micro_nv(NV / 2, 2, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
+    else if (panel == 2)
+        micro_nv(NV, 2, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
+    else if (panel && half)
         micro_nv(NV / 2, 1, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
     else if (panel)
         micro_nv(NV, 1, 0, kc, a, lda, b, kofs, c, z, zld, ldc, mr, nl, accumulate, e);
@@ -602,7 +611,9 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                 /* B's rows k0..k0+kc of the tile's NR columns, contiguous (zeros past the last column) */
                 const int64_t c0 = j0 + tt * NR, w = j1 - c0 < NR ? j1 - c0 : NR;
                 float *restrict d = sc->panels;
-                if (j->bt) { /* B^T's rows c0.. (K floats each), columns k0..k0+kc: a transpose in cache */
+                if (j->bt == 2) { /* B in panels already: this tile's NR columns within one */
+                    b[0] = src + c0 / PANEL * j->K * PANEL + k0 * PANEL + c0 % PANEL;
+                } else if (j->bt) { /* B^T's rows c0.. (K floats each), columns k0..k0+kc: a transpose in cache */
                     const float *restrict sb = src + c0 * j->K + k0;
                     if (w < NR) memset(d, 0, (size_t)(kc * NR) * sizeof(float));
                     for (int64_t c = 0; c < w; c++, sb += j->K)
@@ -614,8 +625,8 @@ static void run_task(const job *j, int64_t t, const scratch *sc) {
                         if (w < NR) memset(d + w, 0, (size_t)(NR - w) * sizeof(float));
                     }
                 }
-                b[0] = sc->panels;
-                panel = 1;
+                if (j->bt != 2) b[0] = sc->panels;
+                panel = j->bt == 2 ? 2 : 1;
                 exact = 0;
             }
             for (int64_t ip = ip0; ip < ip1; ip++) {
@@ -715,8 +726,8 @@ int pliant_kernel(void **p, const int64_t *s) {
 #endif
     j.ppb = (j.npm + j.mblk - 1) / j.mblk; /* weight panels a block */
     j.mblk = (j.npm + j.ppb - 1) / j.ppb;
-    j.bt = s[S_BT] != 0;
-    if (j.bt && (j.mode != FLAT || N != 1 || j.G != 1)) return -2;
+    j.bt = (int)s[S_BT];
+    if (j.bt < 0 || j.bt > 2 || (j.bt && (j.mode != FLAT || N != 1 || j.G != 1))) return -2;
     j.zrow = s[S_ZROW] != 0;
     if (j.zrow && (N != 1 || j.G != 1)) return -2;
     j.pack = j.mode == FLAT && (j.bt || j.ppb >= PACK_PANELS);

@@ -52,6 +52,7 @@ from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
 from pliant.kernels.builtins import C_HELPERS
 from pliant.kernels.lower import PARALLEL_MIN_WORK
+from pliant.ops.linalg import PACK_PANEL
 from pliant.ops.typing import constant_value
 
 __all__ = ["RegionUnit", "UnsupportedRegion", "supports"]
@@ -198,11 +199,23 @@ def _check_fused(op: Op) -> bool:
     return True
 
 
+def _b_shape(op: Op) -> tuple[Dim, ...]:
+    """The shape of a product's B: a PackedMatMul's (k, n), not its panels'."""
+    b = op.operands[1]
+    assert b is not None
+    if op.domain == "pliant" and op.name == "PackedMatMul":
+        panels = _shape(b)
+        if len(panels) != 3 or panels[2] != PACK_PANEL or not _is_constant(b):
+            raise ValueError("PackedMatMul's B is not constant panels")
+        return panels[1], int(op.attrs["n"])  # type: ignore[arg-type]
+    return _shape(b)
+
+
 def _check_matmul(op: Op) -> bool:
     a, b = op.operands[0], op.operands[1]
     if a is None or b is None or {_dtype(a), _dtype(b), _dtype(op.results[0])} != {DType.FLOAT}:
         return False
-    sa, sb, so = _shape(a), _shape(b), _shape(op.results[0])
+    sa, sb, so = _shape(a), _b_shape(op), _shape(op.results[0])
     if len(sa) < 2 or len(sb) < 2 or not dims_equal(sa[-1], sb[-2]) or len(so) != max(len(sa), len(sb)):
         return False
     if not (dims_equal(so[-2], sa[-2]) and dims_equal(so[-1], sb[-1])):
@@ -466,6 +479,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
                                             "Gelu")},
     ("pliant", "Fused"): _check_fused,
     ("", "MatMul"): _check_matmul,
+    ("pliant", "PackedMatMul"): _check_matmul,
     ("", "Gemm"): _check_gemm,
     ("", "Softmax"): _check_softmax,
     ("", "LogSoftmax"): _check_softmax,
@@ -606,7 +620,7 @@ class RegionUnit:
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
         self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
-        self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "MatMul", "Gemm") for o in self.ops)
+        self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "MatMul", "PackedMatMul", "Gemm") for o in self.ops)
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
         self.bias_adds = self._bias_adds()
@@ -687,7 +701,7 @@ class RegionUnit:
         outputs = set(self.outputs)
         order = {o: n for n, o in enumerate(self.ops)}
         for o in self.ops:
-            if o.domain != "" or o.name != "MatMul" or _dtype(o.results[0]) != DType.FLOAT:
+            if (o.domain, o.name) not in (("", "MatMul"), ("pliant", "PackedMatMul")) or _dtype(o.results[0]) != DType.FLOAT:
                 continue
             r = o.results[0]
             uses = r.uses
@@ -871,7 +885,7 @@ class RegionUnit:
                 src = o.operands[0]
                 assert src is not None
                 self.lines.append(f"memcpy({self._p(r)}, {self._p(src)}, (size_t)({self._size(r)}) * sizeof({C_TYPES[_dtype(r)]}));")
-        elif name == "MatMul":
+        elif name in ("MatMul", "PackedMatMul"):
             self._matmul(o)
         elif name == "Gemm":
             self._gemm(o)
@@ -952,9 +966,10 @@ class RegionUnit:
         nb = len(so) - 2
         m, n, k = self._d(r, nb), self._d(r, nb + 1), self._d(a, len(_shape(a)) - 1)
         idx = [f"i{q}" for q in range(nb)]
-        ta, tb = int(a in self.elided), int(b in self.elided)
+        # NOTE: tb 2: B is constant panels (PackedMatMul), one matrix for every batch index
+        ta, tb = int(a in self.elided), 2 if o.domain == "pliant" else int(b in self.elided)
         body = [f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
-                f"{self._p(b)} + ({self._batch(b, so, idx)}) * {k} * {n}, "
+                f"{self._p(b)} + ({self._batch(b, so, idx) if tb != 2 else 0}) * {k} * {n}, "
                 f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n}, {self._p(bias) if bias is not None else 'NULL'});"]
         self._nest(r, nb, body)
 
@@ -1627,8 +1642,8 @@ def _vector_decls(lines: list[str]) -> list[str]:
 def _gemm_defines() -> str:
     from pliant.runtime import blas_conv
 
-    return "\n".join(f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
-                      ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE"))
+    return "\n".join([f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
+                       ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")] + [f"#define GEMM_PANEL {PACK_PANEL}"])
 
 
 _PRELUDE = r"""
@@ -1637,10 +1652,12 @@ typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, cons
                            const float *, int64_t, float, float *, int64_t);
 typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,
                            const float *, int, float, float *, int);
-/* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n) or (n x k) */
+/* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n), or (n x k) (tb 1), or
+ * (tb 2) panels of GEMM_PANEL columns (b[p][q][c] = B[q][p * GEMM_PANEL + c], zeros past column n) */
 static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *restrict a, const float *restrict b, float *restrict c, const float *restrict bias) {
     int biased = 0; /* the bias (along the columns, or NULL) was added in conv.c's epilogue */
+    if (tb == 2 && (m <= 4 || m * n * k < SMALL_MATMUL || s[2] == 0)) goto packed;
     if (tb && (m <= 4 || m * n * k < SMALL_MATMUL || s[0] == 0)) {
         /* rows of B are the columns of op(B): one contiguous dot product per element of C, four at a time
          * (four independent sums: one sum is a chain of dependent adds, bound by their latency); the four
@@ -1742,12 +1759,28 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
             }
         }
     }
-blas:;
+    if (tb == 2) goto packed;
     void *f = (void *)(intptr_t)s[0];
     const int oa = ta ? TRANS : NO_TRANS, ob = tb ? TRANS : NO_TRANS;
     const int64_t lda = ta ? m : k, ldb = tb ? k : n;
     if (s[1]) ((sgemm64_fn)f)(ROW_MAJOR, oa, ob, m, n, k, alpha, a, lda, b, ldb, 0.0f, c, n);
     else ((sgemm32_fn)f)(ROW_MAJOR, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)n);
+    goto done;
+packed:
+    /* B in panels: each row of C meets a panel in one pass over it, GEMM_PANEL sums in registers */
+    for (int64_t p0 = 0; p0 < n; p0 += GEMM_PANEL) {
+        const int64_t w = n - p0 < GEMM_PANEL ? n - p0 : GEMM_PANEL;
+        const float *restrict bp = b + p0 * k;
+        for (int64_t i = 0; i < m; i++) {
+            float acc[GEMM_PANEL] = {0.0f};
+            for (int64_t q = 0; q < k; q++) {
+                const float av = ta ? a[q * m + i] : a[i * k + q];
+                const float *restrict bq = bp + q * GEMM_PANEL;
+                _Pragma("omp simd") for (int cc = 0; cc < GEMM_PANEL; cc++) acc[cc] += av * bq[cc];
+            }
+            for (int64_t cc = 0; cc < w; cc++) c[i * n + p0 + cc] = alpha * acc[cc];
+        }
+    }
 done:
     if (bias && !biased)
         for (int64_t i = 0; i < m; i++)

@@ -56,7 +56,7 @@ def test_shape_chains_become_shape_exprs() -> None:
     assert before.count("Shape") >= 3 and ops.count("Shape") == 0
     assert ops.count("ShapeExpr") >= 1 and len(ops) < len(before)
     names = [p["name"] for p in exe.report()["passes"]]
-    assert names == ["gemm-layout", "shape-chains", "fold-constants", "cse", "dce", "fuse-conv", "fuse-elementwise",
+    assert names == ["gemm-layout", "pack-weights", "shape-chains", "fold-constants", "cse", "dce", "fuse-conv", "fuse-elementwise",
                      "schedule", "static-regions"]
     for feeds in M.gpt_step_feeds():
         got, want = exe.run(feeds), pliant.interpret(pliant.load(path), feeds)
