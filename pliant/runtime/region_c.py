@@ -409,6 +409,9 @@ def _check_gather(op: Op) -> bool:
 BIAS_EPILOGUE = True
 """Products add a following bias Add in their epilogue (``RegionUnit._bias_adds``); False builds units without."""
 
+SCALED_SOFTMAX = True
+"""Softmaxes take a Mul by a positive scalar in (``RegionUnit._scaled_softmax``); False builds units without."""
+
 
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
     """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
@@ -625,6 +628,9 @@ class RegionUnit:
         self.views = self._gather_views()
         self.bias_adds = self._bias_adds()
         self._folded_adds = {add: m.results[0] for m, (add, _) in self.bias_adds.items()}
+        self.scaled_softmax = self._scaled_softmax()
+        self._folded_muls = {mul: x for mul, x, _ in self.scaled_softmax.values()}
+        """Each Mul a Softmax takes in (see _scaled_softmax) -> its other operand, which its result aliases."""
         """Each folded Add -> the product's result, whose buffer holds the Add's result."""
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
@@ -722,6 +728,36 @@ class RegionUnit:
             out[o] = (add, other)
         return out
 
+    def _scaled_softmax(self) -> dict[Op, tuple[Op, Value, float]]:
+        """Softmaxes (and LogSoftmaxes) of a Mul by a positive constant scalar c, the Mul in this unit, read only
+        by them and not an output: softmax -> (the Mul, its other operand x, c).  The softmax of c * x is taken
+        from x, exp(c * (x - max x)), so the scaled copy of x (attention's scores) is never written."""
+        out: dict[Op, tuple[Op, Value, float]] = {}
+        if not SCALED_SOFTMAX:
+            return out
+        members = set(self.ops)
+        outputs = set(self.outputs)
+        for o in self.ops:
+            if o.domain != "" or o.name not in ("Softmax", "LogSoftmax"):
+                continue
+            v = o.operands[0]
+            mul = v.defining_op if v is not None else None
+            if v is None or mul is None or mul not in members or (mul.domain, mul.name) != ("", "Mul") \
+                    or v in outputs or len(v.uses) != 1 or len(mul.operands) != 2:
+                continue
+            for i in (0, 1):
+                x, c = mul.operands[i], mul.operands[1 - i]
+                cv = constant_value(c)
+                if x is None or cv is None or cv.size != 1 or cv.dtype != np.float32 or _dtype(x) != DType.FLOAT:
+                    continue
+                xs, vs = _shape(x), _shape(v)
+                scale = float(cv.reshape(-1)[0])
+                if cv.ndim <= len(vs) and len(xs) == len(vs) and all(dims_equal(p, q) for p, q in zip(xs, vs)) \
+                        and math.isfinite(scale) and scale > 0.0:
+                    out[o] = (mul, x, scale)
+                    break
+        return out
+
     @staticmethod
     def _along_columns(v: Value, r: Value) -> bool:
         """``v`` is a float vector along ``r``'s last axis (all its other dims 1): one row added to each of ``r``'s."""
@@ -757,6 +793,9 @@ class RegionUnit:
             r = o.results[0]
             if o in self._folded_adds:
                 st[r] = ("alias", self.vid[self._folded_adds[o]])
+                continue
+            if o in self._folded_muls:  # NOTE: never read: the Softmax after it reads the Mul's operand
+                st[r] = ("alias", self.vid[self._folded_muls[o]])
                 continue
             if (o.domain == "" and o.name in _ALIASES and r not in out_index) or r in self.elided or r in self.views:
                 src = o.operands[0]
@@ -873,6 +912,8 @@ class RegionUnit:
         r = o.results[0]
         if o in self._folded_adds:
             return  # NOTE: added by the product before it (see _bias_adds)
+        if o in self._folded_muls:
+            return  # NOTE: scaled by the Softmax after it (see _scaled_softmax)
         if o.domain == "pliant" and name == "Fused":
             body = o.regions["body"].block
             self._fused(list(body.ops), body.outputs[0], r)
@@ -1010,13 +1051,18 @@ class RegionUnit:
             self._loops(r, [f"{self._p(r)}[i0 * {n} + i1] += {beta!r}f * {self._p(c)}[{self._index(c, out, idx)}];"])
 
     def _softmax(self, o: Op, log: bool) -> None:
+        """Along the last axis; of c * x where the operand is a Mul by a positive constant (_scaled_softmax)."""
         x = o.operands[0]
+        scale = ""
+        if o in self.scaled_softmax:
+            _, x, c = self.scaled_softmax[o]
+            scale = f" * {c!r}f"
         assert x is not None
         r = o.results[0]
         rank = len(_shape(x))
         n = self._d(x, rank - 1)
         rows = self._size(x, 0, rank - 1)
-        fin = ("for (int64_t i = 0; i < n; i++) y[i] = x[i] - mx - logf(sum);" if log else
+        fin = (f"for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mx){scale} - logf(sum);" if log else
                "const float inv = 1.0f / sum; for (int64_t i = 0; i < n; i++) y[i] *= inv;")
         keep = "" if log else "y[i] = e; "
         self.lines += [
@@ -1026,7 +1072,7 @@ class RegionUnit:
             "  float mx = -INFINITY;",
             "  _Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
             "  float sum = 0.0f;",
-            f"  _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) {{ const float e = pl_expf(x[i] - mx); {keep}sum += e; }}",
+            f"  _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) {{ const float e = pl_expf((x[i] - mx){scale}); {keep}sum += e; }}",
             f"  {fin}",
             "}",
         ]

@@ -178,6 +178,17 @@ CASES["bias-epilogue"] = (
     X, ["y", "y2"], [_w("w", 8, 512), _w("c", 512), _w("w2", 512, 512), _w("c2", 1, 512), _const("zero", np.array(0)),
                      _w("w3", 8, 8)],
 )
+# Softmaxes of a Mul by a positive scalar take the scale in (the Mul writes nothing): attention's scaled
+# scores, a LogSoftmax of 2 * x; a negative scale and a Mul read twice are not taken in
+CASES["scaled-softmax"] = (
+    [N("MatMul", ["x", "w"], ["q"]), N("Transpose", ["q"], ["qt"], perm=[0, 2, 1]), N("MatMul", ["q", "qt"], ["sc"]),
+     N("Mul", ["sc", "scale"], ["ss"]), N("Softmax", ["ss"], ["y"], axis=-1),
+     N("Mul", ["two", "x"], ["x2"]), N("LogSoftmax", ["x2"], ["y2"], axis=-1),
+     N("Mul", ["x", "neg"], ["xn"]), N("Softmax", ["xn"], ["y3"], axis=-1),
+     N("Mul", ["x", "two"], ["xt"]), N("Softmax", ["xt"], ["s4"], axis=-1), N("Add", ["s4", "xt"], ["y4"])],
+    X, ["y", "y2", "y3", "y4"], [_w("w", 8, 16), _const("scale", np.float32(0.25)), _const("two", np.float32(2.0)),
+                                 _const("neg", np.full((1, 1), -0.5, np.float32))],
+)
 SIZES = [(2, 5), (1, 13)]
 
 
@@ -263,6 +274,22 @@ def test_bias_adds_are_taken_into_the_products() -> None:
         assert not region_c.RegionUnit(op).bias_adds
     finally:
         region_c.BIAS_EPILOGUE = True
+
+
+def test_scaled_softmaxes_take_the_scale_in() -> None:
+    """CASES["scaled-softmax"] (checked against ONNX Runtime above): the two Muls by a positive scalar read only by
+    a softmax are taken in, and their results are not computed; the other two are."""
+    nodes, inputs, outputs, inits = CASES["scaled-softmax"]
+    exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
+    (op,) = [op for op in exe.module.walk() if op.name == "Static"]
+    unit = region_c.RegionUnit(op)
+    assert sorted(c for _, _, c in unit.scaled_softmax.values()) == [0.25, 2.0]
+    assert str(unit.source).count("* 0.25f") == 1 and str(unit.source).count("* 2.0f") == 2
+    region_c.SCALED_SOFTMAX = False
+    try:
+        assert not region_c.RegionUnit(op).scaled_softmax
+    finally:
+        region_c.SCALED_SOFTMAX = True
 
 
 def test_report_lists_the_regions() -> None:
