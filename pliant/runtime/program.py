@@ -18,6 +18,7 @@ concurrent calls: each call has its own registers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,7 +192,7 @@ class FunctionProgram:
     def _static(self, op: Op, opdef: registry.OpDef, attrs: dict[str, Any], opset: int,
                 ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
         """A static region: its native unit, or its ops one by one where the unit cannot run."""
-        from pliant.kernels.errors import TCError
+        from pliant.kernels.errors import CompileError, TCError
 
         self._block(op.regions["body"].block)
         by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
@@ -199,6 +200,10 @@ class FunctionProgram:
             unit = region_c.RegionUnit(op)
             unit.load()
         except (region_c.UnsupportedRegion, TCError, OSError) as e:
+            if isinstance(e, CompileError):
+                # NOTE: generated code the C compiler refuses is pliant's bug, not the model's: say so
+                warnings.warn(f"{op.where}: its native unit did not compile, so its ops run one by one "
+                              f"(slower; please report it): {str(e).splitlines()[0]}", RuntimeWarning, stacklevel=2)
             self.stats["reference"] += 1
             self.unsupported.append(f"{op.where}: {e}")
             self.regions.append({"at": op.where, "ops": len(op.regions["body"].block.ops), "native": False,

@@ -412,6 +412,11 @@ BIAS_EPILOGUE = True
 SCALED_SOFTMAX = True
 """Softmaxes take a Mul by a positive scalar in (``RegionUnit._scaled_softmax``); False builds units without."""
 
+BATCH_PARALLEL_WORK = 1 << 20
+"""A batch of products (MatMul over leading dims) of at least this many multiply-adds in all runs one product per
+thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
+"""Softmaxes take a Mul by a positive scalar in (``RegionUnit._scaled_softmax``); False builds units without."""
+
 
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
     """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
@@ -845,12 +850,12 @@ class RegionUnit:
     def _loops(self, out: Value, body: list[str]) -> None:
         self._nest(out, len(_shape(out)), body, parallel=True)
 
-    def _nest(self, v: Value, depth: int, body: list[str], parallel: bool = False) -> None:
+    def _nest(self, v: Value, depth: int, body: list[str], parallel: bool = False, pragma: str = "") -> None:
         """``body`` inside loops ``i0, i1, ...`` over the first ``depth`` dims of ``v``.  With ``parallel``: the
         outer loop in parallel past PARALLEL_MIN_WORK elements (as the kernel layer decides), the inner one
-        vectorised."""
+        vectorised; else ``pragma`` (a line) before the outer loop."""
         par = f"if({self._size(v)} >= {PARALLEL_MIN_WORK})"
-        lines = []
+        lines = [pragma] if pragma and not parallel else []
         for a in range(depth):
             if parallel and a == 0 and depth > 1:
                 lines.append(f"_Pragma(\"omp parallel for {par}\")")
@@ -1009,10 +1014,29 @@ class RegionUnit:
         idx = [f"i{q}" for q in range(nb)]
         # NOTE: tb 2: B is constant panels (PackedMatMul), one matrix for every batch index
         ta, tb = int(a in self.elided), 2 if o.domain == "pliant" else int(b in self.elided)
-        body = [f"gemm_t(s, {self._parallel_work(b)}, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({self._batch(a, so, idx)}) * {m} * {k}, "
-                f"{self._p(b)} + ({self._batch(b, so, idx) if tb != 2 else 0}) * {k} * {n}, "
-                f"{self._p(r)} + ({self._batch(r, so, idx)}) * {m} * {n}, {self._p(bias) if bias is not None else 'NULL'});"]
+        sa = _shape(a)
+        if nb > 0 and not ta and (tb == 2 or len(_shape(b)) == 2) and len(sa) == len(so) \
+                and all(dims_equal(p, q) for p, q in zip(sa[:nb], so[:nb])):
+            # one B for every batch index, A and the result contiguous over it: one product of all the rows
+            m, nb, idx = self._size(r, 0, nb + 1), 0, []
+        par = self._parallel_work(b) if nb == 0 else f"(pb_ ? INT64_MAX : {self._parallel_work(b)})"
+        at = [self._batch(v, so, idx) if nb else "0" for v in (a, b, r)]
+        body = [f"gemm_t(s, {par}, {ta}, {tb}, {m}, {n}, {k}, 1.0f, {self._p(a)} + ({at[0]}) * {m} * {k}, "
+                f"{self._p(b)} + ({at[1] if tb != 2 else 0}) * {k} * {n}, "
+                f"{self._p(r)} + ({at[2]}) * {m} * {n}, {self._p(bias) if bias is not None else 'NULL'});"]
+        if nb == 0:
+            self._nest(r, nb, body)
+            return
+        # NOTE: a batch of products (attention's heads) shares the threads out by product, each product on one
+        # thread, where batch_in_parallel says so: one parallel region instead of one per product.  Not an
+        # if() clause: the products inside an inactive region open parallel regions of their own, each a new
+        # team of new threads (3 ms for BERT's 16 products)
+        self.lines += ["{", f"const int pb_ = batch_in_parallel({self._size(r, 0, nb)}, {m} * {n} * {k});",
+                       "if (pb_) {"]
+        self._nest(r, nb, body, pragma=f"_Pragma(\"omp parallel for collapse({nb})\")")
+        self.lines.append("} else {")
         self._nest(r, nb, body)
+        self.lines += ["}", "}"]
 
     def _batch(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
         """The linear batch index of ``v`` (its dims before the last two) for output batch index ``idx``."""
@@ -1689,11 +1713,27 @@ def _gemm_defines() -> str:
     from pliant.runtime import blas_conv
 
     return "\n".join([f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
-                       ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")] + [f"#define GEMM_PANEL {PACK_PANEL}"])
+                       ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")] + [f"#define GEMM_PANEL {PACK_PANEL}",
+                                                                    f"#define GEMM_BATCH_WORK {BATCH_PARALLEL_WORK}"])
 
 
 _PRELUDE = r"""
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+/* whether `count` products of `each` multiply-adds run in parallel, one per thread at a time (each on one
+ * thread): where there are enough of them to share evenly and enough work to pay for waking the threads */
+static int batch_in_parallel(int64_t count, int64_t each) {
+#ifdef _OPENMP
+    const int t = omp_get_max_threads();
+    return GEMM_BATCH_WORK > 0 && t > 1 && count >= 2 && count * each >= GEMM_BATCH_WORK
+           && (count % t == 0 || count >= 4 * t);
+#else
+    (void)count, (void)each;
+    return 0;
+#endif
+}
 typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
                            const float *, int64_t, float, float *, int64_t);
 typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,

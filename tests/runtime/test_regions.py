@@ -292,6 +292,39 @@ def test_scaled_softmaxes_take_the_scale_in() -> None:
         region_c.SCALED_SOFTMAX = True
 
 
+@pytest.mark.parametrize("name", ["matmul-softmax-transpose", "scaled-softmax"])
+def test_batches_of_products_on_one_thread_each_match_onnxruntime(name: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the threshold at 1, every batch of products (the B of (B, L, L) scores) runs one product per thread."""
+    monkeypatch.setattr(region_c, "BATCH_PARALLEL_WORK", 1)
+    nodes, inputs, outputs, inits = CASES[name]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    assert exe.report()["kernels"].get("static") == 1
+    (op,) = [op for op in exe.module.walk() if op.name == "Static"]
+    assert "batch_in_parallel(" in str(region_c.RegionUnit(op).source)
+    for b in (2, 4, 3):
+        x = RNG.standard_normal((b, 40, 8)).astype(np.float32)
+        for o, w in zip(outputs, run_onnxruntime(model, {"x": x})):
+            np.testing.assert_allclose(exe.run({"x": x})[o], w, rtol=1e-4, atol=1e-5, err_msg=f"{o} at {b}")
+
+
+def test_a_unit_that_does_not_compile_warns_and_runs_its_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pliant.kernels.errors import CompileError
+
+    def refuse(self: region_c.RegionUnit) -> None:
+        raise CompileError("cc: error: something pliant generated")
+
+    monkeypatch.setattr(region_c.RegionUnit, "load", refuse)
+    nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
+    model = _model(nodes, inputs, outputs, inits)
+    with pytest.warns(RuntimeWarning, match="did not compile, so its ops run one by one.*something pliant generated"):
+        exe = pliant.compile(model.SerializeToString(), specialize=False)
+    assert exe.report()["regions"][0]["native"] is False
+    x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+    np.testing.assert_allclose(exe.run({"x": x})["y"], run_onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
 def test_report_lists_the_regions() -> None:
     nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
     exe = pliant.compile(_model(nodes, inputs, outputs, inits).SerializeToString(), specialize=False)
