@@ -412,6 +412,9 @@ BIAS_EPILOGUE = True
 SCALED_SOFTMAX = True
 """Softmaxes take a Mul by a positive scalar in (``RegionUnit._scaled_softmax``); False builds units without."""
 
+COLLAPSE = True
+"""Parallel loop nests share out all their outer loops (``collapse``), not only the outermost; False: only it."""
+
 BATCH_PARALLEL_WORK = 1 << 20
 """A batch of products (MatMul over leading dims) of at least this many multiply-adds in all runs one product per
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
@@ -858,7 +861,9 @@ class RegionUnit:
         lines = [pragma] if pragma and not parallel else []
         for a in range(depth):
             if parallel and a == 0 and depth > 1:
-                lines.append(f"_Pragma(\"omp parallel for {par}\")")
+                # NOTE: every loop but the vectorised one shared out: the outer dims of (1, L, C) are 1 and L
+                together = f"collapse({depth - 1}) " if depth > 2 and COLLAPSE else ""
+                lines.append(f"_Pragma(\"omp parallel for {together}{par}\")")
             if parallel and a == depth - 1:
                 lines.append("  " * a + ("_Pragma(\"omp simd\")" if depth > 1 else f"_Pragma(\"omp parallel for simd {par}\")"))
             lines.append("  " * a + f"for (int64_t i{a} = 0; i{a} < {self._d(v, a)}; i{a}++) {{")
