@@ -62,6 +62,11 @@ channels per group, is at most this.  Measured at 1 thread (best of many calls):
 columns 134 against 114; 64 of 40 columns 1307 against 1142; with no lane wasted direct won from 16 to 128
 channels (49 against 58 us at 16 channels of 32x32, 2827 against 2881 at 128)."""
 
+SWAP_POSITIONS = 4
+"""A convolution of one group with at least this many output positions per output channel (and at least 512
+positions and K = C*KH*KW >= 128) takes its weights as the product's B, packed once per call, and reads its
+patches in place (conv.c's "weights as B"); 0 turns it off."""
+
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),
             ("cblas_sgemm", False))
@@ -118,7 +123,7 @@ def _kernel() -> Any:
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
-_INT64S = ctypes.c_int64 * 23
+_INT64S = ctypes.c_int64 * 24
 _POINTERS = ctypes.c_void_p * 6
 
 
@@ -144,14 +149,14 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
         raise ValueError(f"conv: the residual input has shape {z.shape}, expected {y.shape}")
     # NOTE: the sizes depend on the geometry only; a ctypes array of them costs 2 us to build, a look-up 0.3
     key = (*x.shape, *w.shape, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
-           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE)
+           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS)
     sizes = _SIZES.get(key)
     if sizes is None:
         n, c, h, wd = x.shape
         m, _, kh, kw = w.shape
         sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
                         dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
-                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE)
+                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS)
         if len(_SIZES) < _SIZES_KEPT:
             _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()

@@ -31,6 +31,9 @@
  *   Returns -2 where S_BT is set and the call is not such a product.
  *   S_ZROW 1: z is one row of OH*OW floats added to every output channel's row (a product's bias along its
  *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
+ *   S_SWAP q > 0: a convolution of one group without a residual, with at least q times as many output positions
+ *   as channels (and enough of both, SWAP_MIN_*), takes the weights as B (see "weights as B"); 0: never; < 0:
+ *   every convolution of one group without a residual (tests).
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -59,7 +62,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -674,6 +677,233 @@ static inline void relax(void) {
 #endif
 }
 
+/* tasks 0..ntasks-1 on `threads` threads (task(ctx, t) != 0: a scratch buffer could not be allocated) */
+static int share_out(int64_t ntasks, int threads, int (*task)(const void *, int64_t), const void *ctx) {
+    if (threads <= 1) {
+        for (int64_t t = 0; t < ntasks; t++)
+            if (task(ctx, t)) return -1;
+        return 0;
+    }
+#ifdef _OPENMP
+    /* NOTE: no OpenMP barrier or worksharing loop: a waiting OpenMP thread sleeps in the kernel once its
+     * spin (GOMP_SPINCOUNT, which pliant sets low) runs out, or at once with OMP_WAIT_POLICY=PASSIVE, and
+     * its wake-up costs 30-50 us on this 2-vCPU guest (an empty parallel region: 30 us, against 0.7 us
+     * spinning).  So tasks go to whoever asks next (a thread that wakes late takes fewer), and the calling
+     * thread spins, not sleeps, while another thread is still on a task, so the region's closing barrier
+     * usually finds everyone there.  It does not spin for a thread that has not started (with the other CPU
+     * busy elsewhere it may not run for a scheduler tick: spinning then kept the call at 8 ms instead of
+     * 80 us), nor longer than SPIN_S: it sleeps in the barrier, which frees its CPU for the late thread. */
+    int64_t next = 0;
+    int started = 0, done = 0, failed = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        const int me = omp_get_thread_num();
+        __atomic_fetch_add(&started, 1, __ATOMIC_RELAXED);
+        for (;;) {
+            const int64_t t = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+            if (t >= ntasks) break;
+            if (task(ctx, t)) {
+                __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+                break;
+            }
+        }
+        __atomic_fetch_add(&done, 1, __ATOMIC_RELEASE);
+        if (me == 0) {
+            const double until = omp_get_wtime() + SPIN_S;
+            for (int i = 1; __atomic_load_n(&done, __ATOMIC_ACQUIRE) < __atomic_load_n(&started, __ATOMIC_RELAXED); i++) {
+                relax();
+                if (i % 64 == 0 && omp_get_wtime() > until) break;
+            }
+        }
+    }
+    return failed ? -1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static int conv_task(const void *ctx, int64_t t) {
+    const job *j = (const job *)ctx;
+    scratch sc;
+    if (thread_scratch(j, &sc)) return -1;
+    run_task(j, t, &sc);
+    return 0;
+}
+
+/* --- weights as B: many output positions, few channels ------------------------------------------------
+ * With far more output positions than channels, the product is turned around: Y^T (positions x M) =
+ * P^T (positions x K) W^T (K x M).  MR output positions are the tile's rows, their patches read in place
+ * (a broadcast per position and k, at the position's window origin plus k's offset: no gather), and the
+ * weights are the B panels, NR channels wide, packed once per call (M*K copies against M*K*positions
+ * multiply-adds).  The tile, MR positions by NR channels, is stored transposed into the NCHW result through
+ * a small buffer, with the epilogue.  Where the windows may leave the image, each task reads a zero-padded
+ * copy of the input rows it needs. */
+#define SWAP_MIN_K 128         /* below, the transposed stores of a tile cost more than its product saves */
+#define SWAP_MIN_POSITIONS 512 /* output positions per image */
+
+typedef struct {
+    const float *x, *wp, *b, *bias_pad, *z, *params; /* bias_pad: b with zeros to a whole number of panels */
+    float *y;
+    int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, act, K, ohw, npan;
+    int64_t per_task, tasks_per_image, wq; /* positions per task (a multiple of MR); padded row width */
+    int padded;                             /* windows may leave the image: read a padded copy */
+} swap_job;
+
+/* MR positions (patches at xr[r] + kofs[k]) by the NR channels of panel bp; with e (no residual), the bias of
+ * those channels (e->bias: the first one's) and the activation applied in registers */
+INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restrict kofs, const float *restrict bp,
+                       float *restrict tile_buf, const epilogue *e) {
+    vf acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = v_zero();
+    for (int64_t k = 0; k < K; k++) {
+        const int64_t o = kofs[k];
+        vf bv[NV];
+        for (int v = 0; v < NV; v++) bv[v] = v_load(bp + k * NR + v * VL);
+        for (int r = 0; r < MR; r++) {
+            const vf xv = v_set1(xr[r][o]);
+            for (int v = 0; v < NV; v++) acc[r][v] = v_fma(xv, bv[v], acc[r][v]);
+        }
+    }
+    if (e) {
+        vf bias[NV];
+        for (int v = 0; v < NV; v++) bias[v] = e->bias ? v_load(e->bias + v * VL) : v_zero();
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) {
+                vf x = v_add(acc[r][v], bias[v]);
+                switch (e->act) {
+                case 1: x = v_max(v_zero(), x); break;
+                case 2: x = v_min(v_set1(e->hi), v_max(v_set1(e->lo), x)); break;
+                case 3: x = v_leaky(x, v_set1(e->alpha)); break;
+                default: break;
+                }
+                acc[r][v] = x;
+            }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) v_store(tile_buf + r * NR + v * VL, acc[r][v]);
+}
+
+static float act1(float v, int64_t act, const float *params) {
+    switch (act) {
+    case 1: return v < 0.0f ? 0.0f : v; /* NaN stays NaN */
+    case 2: return v < params[0] ? params[0] : v > params[1] ? params[1] : v;
+    case 3: return v < 0.0f ? params[2] * v : v;
+    default: return v;
+    }
+}
+
+static int swap_task(const void *ctx, int64_t t) {
+    const swap_job *j = (const swap_job *)ctx;
+    const int64_t n = t / j->tasks_per_image, j0 = (t - n * j->tasks_per_image) * j->per_task;
+    const int64_t j1 = j0 + j->per_task < j->ohw ? j0 + j->per_task : j->ohw;
+    const float *xn = j->x + n * j->C * j->H * j->W;
+    int64_t *kofs = grow(&tl_table, j->K * (int64_t)sizeof(int64_t));
+    if (!kofs) return -1;
+    /* where position (oh, ow)'s window starts, and k's offset from there */
+    const float *src = xn;
+    int64_t rstride = j->W, cstride = j->H * j->W, oh0 = j0 / j->OW, shift = 0;
+    if (j->padded) {
+        const int64_t oh1 = (j1 - 1) / j->OW, rows = (oh1 - oh0) * j->SH + (j->KH - 1) * j->DH + 1;
+        const int64_t wq = j->wq;
+        float *d = grow(&tl_split, j->C * rows * wq * (int64_t)sizeof(float));
+        if (!d) return -1;
+        for (int64_t c = 0; c < j->C; c++)
+            for (int64_t r = 0; r < rows; r++) {
+                const int64_t ih = oh0 * j->SH - j->PT + r;
+                float *dr = d + (c * rows + r) * wq;
+                if (ih < 0 || ih >= j->H)
+                    memset(dr, 0, (size_t)wq * sizeof(float));
+                else
+                    pad_row(xn + (c * j->H + ih) * j->W, dr, j->W, j->PL, wq);
+            }
+        src = d, rstride = wq, cstride = rows * wq, shift = oh0 * j->SH;
+    } else {
+        shift = 0, oh0 = 0;
+    }
+    const int64_t khw = j->KH * j->KW;
+    for (int64_t kh = 0; kh < j->KH; kh++)
+        for (int64_t kw = 0; kw < j->KW; kw++) kofs[kh * j->KW + kw] = kh * j->DH * rstride + kw * j->DW;
+    for (int64_t k = khw; k < j->K; k++) kofs[k] = kofs[k - khw] + cstride;
+    float tile_buf[MR * NR] __attribute__((aligned(64)));
+    for (int64_t p0 = j0; p0 < j1; p0 += MR) {
+        const float *xr[MR];
+        const int nr = (int)(j1 - p0 < MR ? j1 - p0 : MR);
+        for (int r = 0; r < MR; r++) {
+            const int64_t q = p0 + (r < nr ? r : 0), oh = q / j->OW, ow = q - oh * j->OW;
+            xr[r] = src + (oh * j->SH - shift) * rstride + ow * j->SW;
+        }
+        for (int64_t pn = 0; pn < j->npan; pn++) {
+            const int64_t m0 = pn * NR, nc = j->M - m0 < NR ? j->M - m0 : NR;
+            /* the bias as a vector of the panel's channels: from the padded copy where the panel is the last */
+            const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->act, j->params[0], j->params[1], j->params[2]};
+            swap_micro(j->K, xr, kofs, j->wp + pn * j->K * NR, tile_buf, j->z ? NULL : &e);
+            for (int64_t c = 0; c < nc; c++) {
+                const int64_t at = (n * j->M + m0 + c) * j->ohw + p0;
+                float *yr = j->y + at;
+                if (!j->z) {
+                    for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+                    continue;
+                }
+                const float *zr = j->z + at;
+                const float bias = j->b ? j->b[m0 + c] : 0.0f;
+                for (int r = 0; r < nr; r++) yr[r] = act1(tile_buf[r * NR + c] + zr[r] + bias, j->act, j->params);
+            }
+        }
+    }
+    return 0;
+}
+
+/* the swapped product where it pays (see above); 1: not taken, the caller goes on */
+static int swap_conv(void **p, const int64_t *s, int threads) {
+    swap_job j;
+    memset(&j, 0, sizeof j);
+    const int64_t N = s[S_N];
+    j.x = p[0], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
+    j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
+    j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
+    j.act = s[S_ACT], j.K = j.C * j.KH * j.KW, j.ohw = j.OH * j.OW;
+    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || j.z || s[S_SWAP] == 0 ||
+        (s[S_SWAP] > 0 && (j.K < SWAP_MIN_K || j.ohw < s[S_SWAP] * j.M || j.ohw < SWAP_MIN_POSITIONS)))
+        return 1;
+    /* the weights, packed: panel pn's row k is channels pn*NR.. of weight column k (zeros past M) */
+    j.npan = (j.M + NR - 1) / NR;
+    float *wp = grow(&tl_panels, j.npan * (j.K + 1) * NR * (int64_t)sizeof(float));
+    if (!wp) return -1;
+    const float *w = p[1];
+    /* NOTE: in blocks of 16 rows of a panel, which stay in L1 while NR weight rows are read into them (row by
+     * row, the stores a panel row apart took 0.85 ns each) */
+    for (int64_t pn = 0; pn < j.npan; pn++) {
+        float *d = wp + pn * j.K * NR;
+        for (int64_t k0 = 0; k0 < j.K; k0 += 16) {
+            const int64_t k1 = k0 + 16 < j.K ? k0 + 16 : j.K;
+            for (int64_t c = 0; c < NR; c++) {
+                const int64_t m = pn * NR + c;
+                const float *wr = w + m * j.K;
+                if (m < j.M)
+                    for (int64_t k = k0; k < k1; k++) d[k * NR + c] = wr[k];
+                else
+                    for (int64_t k = k0; k < k1; k++) d[k * NR + c] = 0.0f;
+            }
+        }
+    }
+    j.wp = wp;
+    if (j.b) { /* after the panels in the same buffer */
+        float *bp = wp + j.npan * j.K * NR;
+        for (int64_t m = 0; m < j.npan * NR; m++) bp[m] = m < j.M ? j.b[m] : 0.0f;
+        j.bias_pad = bp;
+    }
+    j.padded = j.PT > 0 || j.PL > 0 || (j.OH - 1) * j.SH + (j.KH - 1) * j.DH - j.PT >= j.H ||
+               (j.OW - 1) * j.SW + (j.KW - 1) * j.DW - j.PL >= j.W;
+    j.wq = (j.OW - 1) * j.SW + (j.KW - 1) * j.DW + 1;
+    /* about 4 tasks per thread, whole tiles of MR positions */
+    int64_t per = (j.ohw * N + 4 * threads - 1) / (4 * threads);
+    per = (per + MR - 1) / MR * MR;
+    j.per_task = per < MR ? MR : per > j.ohw ? (j.ohw + MR - 1) / MR * MR : per;
+    j.tasks_per_image = (j.ohw + j.per_task - 1) / j.per_task;
+    return share_out(N * j.tasks_per_image, threads, swap_task, &j);
+}
+
 int pliant_kernel(void **p, const int64_t *s) {
     job j;
     memset(&j, 0, sizeof j);
@@ -685,6 +915,14 @@ int pliant_kernel(void **p, const int64_t *s) {
     j.cg = j.C / j.G, j.mg = j.M / j.G, j.K = j.cg * j.KH * j.KW, j.ohw = j.OH * j.OW;
     j.wp = (j.W + j.SW - 1) / j.SW, j.npm = (j.mg + MR - 1) / MR;
     if (N == 0 || j.M == 0 || j.ohw == 0) return 0;
+    {
+        int threads = 1;
+#ifdef _OPENMP
+        if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
+#endif
+        const int rc = swap_conv(p, s, threads);
+        if (rc != 1) return rc;
+    }
     const int64_t khw = j.KH * j.KW;
 
     /* DIRECT computes an output row as whole vectors (VL columns) and saves the gather, whose share of the
@@ -760,45 +998,6 @@ int pliant_kernel(void **p, const int64_t *s) {
     const geometry geo = {j.H, j.W, j.OW, j.SH, j.PT, j.DH, j.KH, j.KW, j.SW, j.wp, owlo, owhi};
     j.geo = geo;
 
-    if (threads <= 1) {
-        scratch sc;
-        if (thread_scratch(&j, &sc)) return -1;
-        for (int64_t t = 0; t < j.ntasks; t++) run_task(&j, t, &sc);
-        return 0;
-    }
-#ifdef _OPENMP
-    /* NOTE: no OpenMP barrier or worksharing loop: a waiting OpenMP thread sleeps in the kernel once its
-     * spin (GOMP_SPINCOUNT, which pliant sets low) runs out, or at once with OMP_WAIT_POLICY=PASSIVE, and
-     * its wake-up costs 30-50 us on this 2-vCPU guest (an empty parallel region: 30 us, against 0.7 us
-     * spinning).  So tasks go to whoever asks next (a thread that wakes late takes fewer), and the calling
-     * thread spins, not sleeps, while another thread is still on a task, so the region's closing barrier
-     * usually finds everyone there.  It does not spin for a thread that has not started (with the other CPU
-     * busy elsewhere it may not run for a scheduler tick: spinning then kept the call at 8 ms instead of
-     * 80 us), nor longer than SPIN_S: it sleeps in the barrier, which frees its CPU for the late thread. */
-    int64_t next = 0;
-    int started = 0, done = 0, failed = 0;
-#pragma omp parallel num_threads(threads)
-    {
-        scratch sc;
-        const int bad = thread_scratch(&j, &sc), me = omp_get_thread_num();
-        if (bad) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&started, 1, __ATOMIC_RELAXED);
-        while (!bad) {
-            const int64_t t = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
-            if (t >= j.ntasks) break;
-            run_task(&j, t, &sc);
-        }
-        __atomic_fetch_add(&done, 1, __ATOMIC_RELEASE);
-        if (me == 0) {
-            const double until = omp_get_wtime() + SPIN_S;
-            for (int i = 1; __atomic_load_n(&done, __ATOMIC_ACQUIRE) < __atomic_load_n(&started, __ATOMIC_RELAXED); i++) {
-                relax();
-                if (i % 64 == 0 && omp_get_wtime() > until) break;
-            }
-        }
-    }
-    return failed ? -1 : 0;
-#else
-    return 0;
-#endif
+    return share_out(j.ntasks, threads, conv_task, &j);
 }
+

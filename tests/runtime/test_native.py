@@ -193,18 +193,23 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-@pytest.fixture(params=["default", "gather", "direct", *(f"{b}-{m}" for b in _BUILDS for m in ("gather", "direct"))])
+_MODES = ("gather", "direct", "swap")
+
+
+@pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
 def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The C conv as pliant builds and runs it, and with every boundary exercised: tasks of one column
     panel, K blocks of 5 rows, all threads on every call, each way of feeding the GEMM (gathered patches
-    everywhere, or the input in place wherever the width stride is 1); those also for conv.c's other
-    vector paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
+    everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
+    one group and no residual); those also for conv.c's other vector paths (AVX2, GCC's vector extensions,
+    plain C) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
     if mode != "default":
         monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 64)  # NOTE: 64 // K_BLOCK -> one panel per task
         monkeypatch.setattr(blas_conv, "K_BLOCK", 5)
         monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)
         monkeypatch.setattr(blas_conv, "DIRECT_WASTE", -1 if mode == "gather" else 10**9)
+        monkeypatch.setattr(blas_conv, "SWAP_POSITIONS", -1 if mode == "swap" else 0)
     if build:
         monkeypatch.setattr(blas_conv, "_FN", [_conv_build(build)])
     return str(request.param)
