@@ -32,8 +32,8 @@
  *   S_ZROW 1: z is one row of OH*OW floats added to every output channel's row (a product's bias along its
  *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
  *   S_SWAP q > 0: a convolution of one group without a residual, with at least q times as many output positions
- *   as channels (and enough of both, SWAP_MIN_*), takes the weights as B (see "weights as B"); 0: never; < 0:
- *   every convolution of one group without a residual (tests).
+ *   as channels (and enough positions, few enough channels: SWAP_*), takes the weights as B (see "weights as
+ *   B"); 0: never; < 0: every convolution of one group without a residual (tests).
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -738,8 +738,13 @@ static int conv_task(const void *ctx, int64_t t) {
  * multiply-adds).  The tile, MR positions by NR channels, is stored transposed into the NCHW result through
  * a small buffer, with the epilogue.  Where the windows may leave the image, each task reads a zero-padded
  * copy of the input rows it needs. */
-#define SWAP_MIN_K 128         /* below, the transposed stores of a tile cost more than its product saves */
-#define SWAP_MIN_POSITIONS 512 /* output positions per image */
+/* Where it is taken (measured at 2 threads against the other paths, 12 alternating rounds): 64 -> 64
+ * channels at stride 2 on 249x39 (conformer) 0.79x the time, 16 -> 32 at stride 2 on 160x160 0.91x; from
+ * 32 channels on 80x80 to 128 on 20x20 within 2% either way; 64 -> 128 at stride 2 on 48x48 1.10x (packing
+ * 128 x 576 weights at every call), so not past SWAP_MAX_M channels. */
+#define SWAP_MIN_K 128          /* below, the transposed stores of a tile cost more than its product saves */
+#define SWAP_MAX_M 64           /* output channels: the weights packed at every call */
+#define SWAP_MIN_POSITIONS 1024 /* output positions per image */
 
 typedef struct {
     const float *x, *wp, *b, *bias_pad, *z, *params; /* bias_pad: b with zeros to a whole number of panels */
@@ -864,7 +869,7 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
     j.act = s[S_ACT], j.K = j.C * j.KH * j.KW, j.ohw = j.OH * j.OW;
     if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || j.z || s[S_SWAP] == 0 ||
-        (s[S_SWAP] > 0 && (j.K < SWAP_MIN_K || j.ohw < s[S_SWAP] * j.M || j.ohw < SWAP_MIN_POSITIONS)))
+        (s[S_SWAP] > 0 && (j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M || j.ohw < SWAP_MIN_POSITIONS)))
         return 1;
     /* the weights, packed: panel pn's row k is channels pn*NR.. of weight column k (zeros past M) */
     j.npan = (j.M + NR - 1) / NR;
