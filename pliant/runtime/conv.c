@@ -31,9 +31,9 @@
  *   Returns -2 where S_BT is set and the call is not such a product.
  *   S_ZROW 1: z is one row of OH*OW floats added to every output channel's row (a product's bias along its
  *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
- *   S_SWAP q > 0: a convolution of one group without a residual, with at least q times as many output positions
- *   as channels (and enough positions, few enough channels: SWAP_*), takes the weights as B (see "weights as
- *   B"); 0: never; < 0: every convolution of one group without a residual (tests).
+ *   S_SWAP q > 0: a convolution of one group, width stride 2 or more and no residual, with at least q times as
+ *   many output positions as channels (and enough positions, few enough channels: SWAP_*), takes the weights
+ *   as B (see "weights as B"); 0: never; < 0: every convolution of one group without a residual (tests).
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -741,7 +741,8 @@ static int conv_task(const void *ctx, int64_t t) {
 /* Where it is taken (measured at 2 threads against the other paths, 12 alternating rounds): 64 -> 64
  * channels at stride 2 on 249x39 (conformer) 0.79x the time, 16 -> 32 at stride 2 on 160x160 0.91x; from
  * 32 channels on 80x80 to 128 on 20x20 within 2% either way; 64 -> 128 at stride 2 on 48x48 1.10x (packing
- * 128 x 576 weights at every call), so not past SWAP_MAX_M channels. */
+ * 128 x 576 weights at every call), so not past SWAP_MAX_M channels; SkipNet's 32 -> 32 channels on 64x64
+ * at stride 1, 1.03x: only width strides of 2 or more, where the gather splits rows into phases. */
 #define SWAP_MIN_K 128          /* below, the transposed stores of a tile cost more than its product saves */
 #define SWAP_MAX_M 64           /* output channels: the weights packed at every call */
 #define SWAP_MIN_POSITIONS 1024 /* output positions per image */
@@ -869,7 +870,8 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
     j.act = s[S_ACT], j.K = j.C * j.KH * j.KW, j.ohw = j.OH * j.OW;
     if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || j.z || s[S_SWAP] == 0 ||
-        (s[S_SWAP] > 0 && (j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M || j.ohw < SWAP_MIN_POSITIONS)))
+        (s[S_SWAP] > 0 && (j.SW < 2 || j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M ||
+                           j.ohw < SWAP_MIN_POSITIONS)))
         return 1;
     /* the weights, packed: panel pn's row k is channels pn*NR.. of weight column k (zeros past M) */
     j.npan = (j.M + NR - 1) / NR;
