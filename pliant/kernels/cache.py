@@ -6,9 +6,11 @@ flags, and ``FORMAT``.  On disk (``<cache>/kernels/<k[:2]>/``) an entry is
 ``<key>.so``, ``<key>.c`` and ``<key>.json`` (the object's SHA-256).
 
 - Writers compile to a temporary file in the same directory and ``os.replace``
-  it into place, object first, then the record: two processes building one
-  kernel at once each install a complete object, and readers never see a
-  partial one.
+  it into place, object first, then the record, so readers never see a
+  partial one; two processes building one kernel take turns (an advisory lock
+  on ``<key>.lock``), the second finding the first's entry: objects of one
+  source differ between builds (they name the temporary source file), and
+  interleaved, one's object with the other's record looked corrupt.
 - Readers check the record's digest against the object and that it loads and
   exports the entry point; anything else (truncated, garbage, missing record)
   is rebuilt in place.
@@ -16,6 +18,7 @@ flags, and ``FORMAT``.  On disk (``<cache>/kernels/<k[:2]>/``) an entry is
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -23,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,15 +108,44 @@ def load(c_source: str, tc: Toolchain) -> Loaded:
         so, src, record = entry_paths(key)
         loaded = _from_disk(key, so, record)
         if loaded is None:
-            existed = so.exists() or record.exists()
-            _build(c_source, tc, so, src, record)
-            fn = _dlopen(so)
-            if fn is None:
-                raise OSError(f"a freshly compiled kernel does not load: {so}")
-            loaded = Loaded(key, fn, so, "rebuilt" if existed else "compiled")
+            with _entry_lock(so):
+                # NOTE: another process may have built it while this one waited
+                loaded = _from_disk(key, so, record)
+                if loaded is None:
+                    existed = so.exists() or record.exists()
+                    _build(c_source, tc, so, src, record)
+                    fn = _dlopen(so)
+                    if fn is None:
+                        raise OSError(f"a freshly compiled kernel does not load: {so}")
+                    loaded = Loaded(key, fn, so, "rebuilt" if existed else "compiled")
         with _LOCK:
             _LOADED[key] = loaded
         return loaded
+
+
+@contextlib.contextmanager
+def _entry_lock(so: Path) -> Iterator[None]:
+    """Held by one process at a time per entry (an advisory lock on ``<key>.lock`` beside it), so that two
+    processes compiling the same kernel do not interleave their object and record: the object of one with
+    the other's digest made a sound build look corrupt to the next process.  Without ``fcntl`` (Windows), or
+    where the lock file cannot be made, builds are not serialised (each is still correct on its own)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        so.parent.mkdir(parents=True, exist_ok=True)
+        f = open(so.with_suffix(".lock"), "a")  # NOTE: held open while the lock is
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _digest(path: Path) -> str:
