@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -267,13 +268,7 @@ def _nms(center: bool) -> Kernel:
             return np.zeros((0, 3), dtype=np.int64)
         native = _nms_native()
         if native is not None and boxes.dtype == scores.dtype == np.float32 and not np.isnan(boxes).any():
-            chosen_all, counts = native(np.ascontiguousarray(boxes), np.ascontiguousarray(scores), center, iou_t,
-                                        score_t, limit)
-            kept = np.arange(boxes.shape[1]) < counts[..., None]
-            bi, ci, _ = np.nonzero(kept)
-            sel = np.empty((bi.shape[0], 3), dtype=np.int64)
-            sel[:, 0], sel[:, 1], sel[:, 2] = bi, ci, chosen_all[kept]
-            return sel
+            return native(np.ascontiguousarray(boxes), np.ascontiguousarray(scores), center, iou_t, score_t, limit)
         for b in range(boxes.shape[0]):
             y1, x1, y2, x2 = _corners(boxes[b], center)
             area = (y2 - y1) * (x2 - x1)
@@ -306,10 +301,10 @@ def _nms(center: bool) -> Kernel:
     return _guarded(nms, native=False)
 
 
-def _nms_native() -> Callable[[np.ndarray, np.ndarray, bool, Any, Any, int], tuple[np.ndarray, np.ndarray]] | None:
+def _nms_native() -> Callable[[np.ndarray, np.ndarray, bool, Any, Any, int], np.ndarray] | None:
     """The whole op in C (``nms.c``: corners, candidates, their stable sort, the greedy pass with the
-    reference's float32 decisions), or None without a C compiler;
-    ``nms(boxes, scores, center, iou, score threshold or None, limit) -> (chosen, counts)``."""
+    reference's float32 decisions, the selected rows), or None without a C compiler;
+    ``nms(boxes, scores, center, iou, score threshold or None, limit) -> selected (K, 3)``."""
     from pliant.kernels.compiled import data_pointers
     from pliant.kernels.errors import TCError
     from pliant.runtime import csource
@@ -318,19 +313,26 @@ def _nms_native() -> Callable[[np.ndarray, np.ndarray, bool, Any, Any, int], tup
         fn = csource.load("nms")
     except (TCError, OSError):
         return None
+    # NOTE: the work arrays of the last shape, per thread (a compiled model may be called from several):
+    # allocating them took a third of a 125-box, 20-class call
+    local = threading.local()
 
-    def nms(boxes: np.ndarray, scores: np.ndarray, center: bool, iou_t: Any, score_t: Any,
-            limit: int) -> tuple[np.ndarray, np.ndarray]:
+    def nms(boxes: np.ndarray, scores: np.ndarray, center: bool, iou_t: Any, score_t: Any, limit: int) -> np.ndarray:
         batches, classes, n = scores.shape
-        chosen = np.empty((batches, classes, n), np.int64)
-        counts = np.empty((batches, classes), np.int64)
-        alive = np.empty(max(n, 1), np.uint8)
-        scratch = np.empty(max(10 * n, 1), np.float32)
-        order = np.empty(max(2 * n, 1), np.int64)
-        t = np.array([iou_t, 0.0 if score_t is None else score_t], np.float32)
-        ptrs = data_pointers([boxes, scores, t, chosen, counts, alive, scratch, order])
-        fn((ctypes.c_void_p * 8)(*ptrs), (ctypes.c_int64 * 6)(batches, classes, n, limit, score_t is not None, center))
-        return chosen, counts
+        work = getattr(local, "work", None)
+        if work is None or work[0] != scores.shape:
+            arrays = [np.empty((batches, classes, n), np.int64), np.empty((batches, classes), np.int64),
+                      np.empty(max(n, 1), np.uint8), np.empty(max(10 * n, 1), np.float32),
+                      np.empty(max(2 * n, 1), np.int64), np.empty(max(batches * classes * n, 1) * 3, np.int64),
+                      np.empty(1, np.int64), np.empty(2, np.float32)]
+            work = local.work = (scores.shape, arrays, data_pointers(arrays))
+        _, arrays, ptrs = work
+        t = arrays[7]
+        t[0], t[1] = iou_t, 0.0 if score_t is None else score_t
+        px, ps = data_pointers([boxes, scores])
+        fn((ctypes.c_void_p * 10)(px, ps, ptrs[7], *ptrs[:7]),
+           (ctypes.c_int64 * 6)(batches, classes, n, limit, score_t is not None, center))
+        return arrays[5][: 3 * int(arrays[6][0])].reshape(-1, 3).copy()
 
     return nms
 

@@ -10,14 +10,16 @@
  * Entry: int pliant_kernel(void **p, const int64_t *s), the whole op in one call
  *   p: boxes (float[batches][boxes][4]), scores (float[batches][classes][boxes]), thresholds (float[2]: IoU,
  *      score, the second read where s[4] is 1), chosen (int64[batches][classes][boxes]), nchosen
- *      (int64[batches][classes]), alive (uint8[boxes]), scratch (float[10 * boxes]), order (int64[2 * boxes])
+ *      (int64[batches][classes]), alive (uint8[boxes]), scratch (float[10 * boxes]), order (int64[2 * boxes]),
+ *      selected (int64[batches * classes * boxes][3]), total (int64[1])
  *   s: batches, classes, boxes, limit (max boxes to keep per class, >= 1), whether there is a score threshold,
  *      center_point_box
  * A box's corners are (y1, x1, y2, x2) = the min and max of its two corners (center_point_box 0), or
  * centre -/+ half the size (1), and its area (y2 - y1) * (x2 - x1), in float32 as the reference computes
  * them.  A class's candidates are its boxes scoring above the threshold (all of them without one), by
  * descending score, equal scores in index order (a stable sort; without a threshold NaN scores come last).
- * Writes each class's chosen boxes to the start of its row of chosen, their number to nchosen; returns 0.
+ * Writes each class's chosen boxes to the start of its row of chosen, their number to nchosen, and all of them
+ * as the op's (batch, class, box) rows to selected, their number to total; returns 0.
  */
 #include <stdint.h>
 #include <string.h>
@@ -123,5 +125,11 @@ int pliant_kernel(void **p, const int64_t *s) {
                                                       chosen + (b * classes + c) * nb, alive, scratch) : 0;
         }
     }
+    int64_t *sel = p[8], total = 0;
+    for (int64_t bc = 0; bc < batches * classes; bc++)
+        for (int64_t i = 0; i < nchosen[bc]; i++, total++) {
+            sel[3 * total] = bc / classes, sel[3 * total + 1] = bc % classes, sel[3 * total + 2] = chosen[bc * nb + i];
+        }
+    ((int64_t *)p[9])[0] = total;
     return 0;
 }
