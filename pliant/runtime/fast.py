@@ -373,7 +373,11 @@ def _resize(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
                 taps_cache[key] = hit
         return hit
 
-    def run(x: np.ndarray, *args: Any) -> np.ndarray:
+    # NOTE: per input shape and scales/sizes: the output shape, the taps' pointers and the sizes (planning
+    # them took 8 of a 128 -> 32 px resize's 15 us)
+    plans: dict[tuple[Any, ...], tuple[list[int], list[np.ndarray], list[int], Any, Any]] = {}
+
+    def plan(x: np.ndarray, args: tuple[Any, ...]) -> tuple[list[int], list[np.ndarray], list[int], Any, Any]:
         from pliant.kernels.compiled import data_pointers
 
         _, scales, sizes = ref._resize_inputs(ctx, args)
@@ -383,13 +387,23 @@ def _resize(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
         r = x.ndim
         if any(out[a] != x.shape[a] or sc[a] != 1.0 for a in range(r - 2)) or 0 in out or 0 in x.shape:
             raise _Fallback("a resize of a leading axis, or an empty tensor")
+        arrays = [*taps(x.shape[-2], out[-2], sc[-2]), *taps(x.shape[-1], out[-1], sc[-1])]
+        counts = (ctypes.c_int64 * 5)(math.prod(x.shape[:-2]), *x.shape[-2:], *out[-2:])
+        return out, arrays, data_pointers(arrays), counts, csource.load("resize")
+
+    def run(x: np.ndarray, *args: Any) -> np.ndarray:
+        from pliant.kernels.compiled import data_pointers
+
+        key = (x.shape, *(None if a is None else (np.asarray(a).dtype.str, np.asarray(a).tobytes()) for a in args))
+        hit = plans.get(key)
+        if hit is None:
+            hit = plan(x, args)
+            if len(plans) < 64:
+                plans[key] = hit
+        out, _, ptrs, counts, fn = hit
         x = np.ascontiguousarray(x)
-        rh, wh = taps(x.shape[-2], out[-2], sc[-2])
-        rw, ww = taps(x.shape[-1], out[-1], sc[-1])
         y = np.empty(out, np.float32)
-        fn = csource.load("resize")
-        ptrs = data_pointers([x, y, rh, wh, rw, ww])
-        fn((ctypes.c_void_p * 6)(*ptrs), (ctypes.c_int64 * 5)(math.prod(x.shape[:-2]), *x.shape[-2:], *out[-2:]))
+        fn((ctypes.c_void_p * 6)(*data_pointers([x, y]), *ptrs), counts)
         return y
 
     return _guarded(run)
