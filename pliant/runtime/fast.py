@@ -253,6 +253,8 @@ def _nms(center: bool) -> Kernel:
     """
     from pliant.ops.detection import _corners, _scalar
 
+    built: list[Callable[[np.ndarray, np.ndarray, bool, Any, Any, int], np.ndarray] | None] = []
+
     def nms(boxes: np.ndarray, scores: np.ndarray, max_out: np.ndarray | None = None,
             iou_threshold: np.ndarray | None = None, score_threshold: np.ndarray | None = None) -> np.ndarray:
         if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[0] != boxes.shape[0] \
@@ -266,7 +268,9 @@ def _nms(center: bool) -> Kernel:
         out: list[np.ndarray] = []
         if limit <= 0 or boxes.shape[1] == 0:
             return np.zeros((0, 3), dtype=np.int64)
-        native = _nms_native()
+        if not built:
+            built.append(_nms_native())  # NOTE: once per kernel: it keeps its work arrays
+        native = built[0]
         if native is not None and boxes.dtype == scores.dtype == np.float32 and not np.isnan(boxes).any():
             return native(np.ascontiguousarray(boxes), np.ascontiguousarray(scores), center, iou_t, score_t, limit)
         for b in range(boxes.shape[0]):
