@@ -250,8 +250,9 @@ def _clip(x: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = N
         return x
     y = np.maximum(x, lo) if lo is not None else x
     if hi is not None:
-        y = np.minimum(y, hi, out=y) if y is not x else np.minimum(x, hi)
-    return y
+        # NOTE: in place where y is a fresh array (not x, and not the NumPy scalar a 0-d x gives)
+        y = np.minimum(y, hi, out=y) if isinstance(y, np.ndarray) and y is not x else np.minimum(y, hi)
+    return np.asarray(y)
 
 
 def _nms(center: bool) -> Kernel:
