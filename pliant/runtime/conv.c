@@ -12,6 +12,9 @@
  *   GATHER: NR-column panels (KC x NR contiguous) the task gathers from the input, any geometry;
  *   DIRECT: a zero-padded copy of the task's input rows, read in place (width stride 1);
  *   FLAT:   the input itself (an unpadded stride-1 1x1 convolution).
+ * Where the output positions far outnumber the channels (S_SWAP), the product is turned around instead: Y^T =
+ * P^T W^T, the weights packed per call as the NR-wide panels and the patches read in place by broadcasts (see
+ * "weights as B").
  * The output columns (and, where they are few, the output channels) are cut into tasks that OpenMP
  * threads take in turn; nothing is shared between tasks but read-only input, so one `omp parallel`
  * region does the whole call (no other thread pool is woken).
