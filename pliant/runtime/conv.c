@@ -210,16 +210,19 @@ typedef struct {
     float lo, hi, alpha;
 } epilogue;
 
+static inline vf activate(vf v, const epilogue *e) {
+    switch (e->act) {
+    case 1: return v_max(v_zero(), v); /* NaN stays NaN, as np.maximum (v < 0 ? 0 : v) */
+    case 2: return v_min(v_set1(e->hi), v_max(v_set1(e->lo), v)); /* NaN stays NaN, as v < lo ? lo : v */
+    case 3: return v_leaky(v, v_set1(e->alpha));
+    default: return v;
+    }
+}
+
 static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) {
     if (zr) v = v_add(v, n == VL ? v_load(zr) : v_load_n(zr, n));
     if (e->bias) v = v_add(v, v_set1(e->bias[r]));
-    switch (e->act) {
-    case 1: v = v_max(v_zero(), v); break; /* NaN stays NaN, as np.maximum (v < 0 ? 0 : v) */
-    case 2: v = v_min(v_set1(e->hi), v_max(v_set1(e->lo), v)); break; /* NaN stays NaN, as v < lo ? lo : v */
-    case 3: v = v_leaky(v, v_set1(e->alpha)); break;
-    default: break;
-    }
-    return v;
+    return activate(v, e);
 }
 
 #if defined(__GNUC__) && !defined(ISA_SCALAR)
@@ -751,15 +754,15 @@ static int conv_task(const void *ctx, int64_t t) {
 #define SWAP_MIN_POSITIONS 1024 /* output positions per image */
 
 typedef struct {
-    const float *x, *wp, *b, *bias_pad, *z, *params; /* bias_pad: b with zeros to a whole number of panels */
+    const float *x, *wp, *b, *bias_pad, *params; /* bias_pad: b with zeros to a whole number of panels */
     float *y;
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, act, K, ohw, npan;
     int64_t per_task, tasks_per_image, wq; /* positions per task (a multiple of MR); padded row width */
     int padded;                             /* windows may leave the image: read a padded copy */
 } swap_job;
 
-/* MR positions (patches at xr[r] + kofs[k]) by the NR channels of panel bp; with e (no residual), the bias of
- * those channels (e->bias: the first one's) and the activation applied in registers */
+/* MR positions (patches at xr[r] + kofs[k]) by the NR channels of panel bp, then the bias of those channels
+ * (e->bias: the first one's, or NULL) and the activation, in registers */
 INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restrict kofs, const float *restrict bp,
                        float *restrict tile_buf, const epilogue *e) {
     vf acc[MR][NV];
@@ -774,32 +777,10 @@ INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restric
             for (int v = 0; v < NV; v++) acc[r][v] = v_fma(xv, bv[v], acc[r][v]);
         }
     }
-    if (e) {
-        vf bias[NV];
-        for (int v = 0; v < NV; v++) bias[v] = e->bias ? v_load(e->bias + v * VL) : v_zero();
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NV; v++) {
-                vf x = v_add(acc[r][v], bias[v]);
-                switch (e->act) {
-                case 1: x = v_max(v_zero(), x); break;
-                case 2: x = v_min(v_set1(e->hi), v_max(v_set1(e->lo), x)); break;
-                case 3: x = v_leaky(x, v_set1(e->alpha)); break;
-                default: break;
-                }
-                acc[r][v] = x;
-            }
-    }
+    vf bias[NV];
+    for (int v = 0; v < NV; v++) bias[v] = e->bias ? v_load(e->bias + v * VL) : v_zero();
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) v_store(tile_buf + r * NR + v * VL, acc[r][v]);
-}
-
-static float act1(float v, int64_t act, const float *params) {
-    switch (act) {
-    case 1: return v < 0.0f ? 0.0f : v; /* NaN stays NaN */
-    case 2: return v < params[0] ? params[0] : v > params[1] ? params[1] : v;
-    case 3: return v < 0.0f ? params[2] * v : v;
-    default: return v;
-    }
+        for (int v = 0; v < NV; v++) v_store(tile_buf + r * NR + v * VL, activate(v_add(acc[r][v], bias[v]), e));
 }
 
 static int swap_task(const void *ctx, int64_t t) {
@@ -827,8 +808,6 @@ static int swap_task(const void *ctx, int64_t t) {
                     pad_row(xn + (c * j->H + ih) * j->W, dr, j->W, j->PL, wq);
             }
         src = d, rstride = wq, cstride = rows * wq, shift = oh0 * j->SH;
-    } else {
-        shift = 0, oh0 = 0;
     }
     const int64_t khw = j->KH * j->KW;
     for (int64_t kh = 0; kh < j->KH; kh++)
@@ -846,17 +825,10 @@ static int swap_task(const void *ctx, int64_t t) {
             const int64_t m0 = pn * NR, nc = j->M - m0 < NR ? j->M - m0 : NR;
             /* the bias as a vector of the panel's channels: from the padded copy where the panel is the last */
             const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->act, j->params[0], j->params[1], j->params[2]};
-            swap_micro(j->K, xr, kofs, j->wp + pn * j->K * NR, tile_buf, j->z ? NULL : &e);
+            swap_micro(j->K, xr, kofs, j->wp + pn * j->K * NR, tile_buf, &e);
             for (int64_t c = 0; c < nc; c++) {
-                const int64_t at = (n * j->M + m0 + c) * j->ohw + p0;
-                float *yr = j->y + at;
-                if (!j->z) {
-                    for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
-                    continue;
-                }
-                const float *zr = j->z + at;
-                const float bias = j->b ? j->b[m0 + c] : 0.0f;
-                for (int r = 0; r < nr; r++) yr[r] = act1(tile_buf[r * NR + c] + zr[r] + bias, j->act, j->params);
+                float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
+                for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
             }
         }
     }
@@ -868,11 +840,11 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     swap_job j;
     memset(&j, 0, sizeof j);
     const int64_t N = s[S_N];
-    j.x = p[0], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
+    j.x = p[0], j.b = p[2], j.y = p[4], j.params = p[5];
     j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
     j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
     j.act = s[S_ACT], j.K = j.C * j.KH * j.KW, j.ohw = j.OH * j.OW;
-    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || j.z || s[S_SWAP] == 0 ||
+    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || p[3] || s[S_SWAP] == 0 ||
         (s[S_SWAP] > 0 && (j.SW < 2 || j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M ||
                            j.ohw < SWAP_MIN_POSITIONS)))
         return 1;

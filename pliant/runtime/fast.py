@@ -373,21 +373,14 @@ def _resize(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
             or int(attrs.get("antialias", 0) or 0) or int(attrs.get("exclude_outside", 0) or 0):
         return None
     ctx = KernelContext(op, attrs, opset, None)
-    taps_cache: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
     def taps(n_in: int, n_out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        key = (n_in, n_out, scale)
-        hit = taps_cache.get(key)
-        if hit is None:
-            xc = ref._coords(transform, n_out, n_in, scale, (0.0, 1.0))
-            base = np.floor(xc)
-            base = np.where(base == xc, base - 1, base)
-            j = base[:, None] + np.array([0.0, 1.0])
-            w = np.clip(1 - np.abs(j - xc[:, None]), 0.0, 1.0)
-            hit = (np.clip(j, 0, n_in - 1).astype(np.int64).reshape(-1), w.astype(np.float32).reshape(-1))
-            if len(taps_cache) < 64:
-                taps_cache[key] = hit
-        return hit
+        xc = ref._coords(transform, n_out, n_in, scale, (0.0, 1.0))
+        base = np.floor(xc)
+        base = np.where(base == xc, base - 1, base)
+        j = base[:, None] + np.array([0.0, 1.0])
+        w = np.clip(1 - np.abs(j - xc[:, None]), 0.0, 1.0)
+        return np.clip(j, 0, n_in - 1).astype(np.int64).reshape(-1), w.astype(np.float32).reshape(-1)
 
     # NOTE: per input shape and scales/sizes: the output shape, the taps' pointers and the sizes (planning
     # them took 8 of a 128 -> 32 px resize's 15 us)

@@ -418,7 +418,6 @@ COLLAPSE = True
 BATCH_PARALLEL_WORK = 1 << 20
 """A batch of products (MatMul over leading dims) of at least this many multiply-adds in all runs one product per
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
-"""Softmaxes take a Mul by a positive scalar in (``RegionUnit._scaled_softmax``); False builds units without."""
 
 
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
@@ -636,10 +635,10 @@ class RegionUnit:
         self.views = self._gather_views()
         self.bias_adds = self._bias_adds()
         self._folded_adds = {add: m.results[0] for m, (add, _) in self.bias_adds.items()}
+        """Each folded Add -> the product's result, whose buffer holds the Add's result."""
         self.scaled_softmax = self._scaled_softmax()
         self._folded_muls = {mul: x for mul, x, _ in self.scaled_softmax.values()}
         """Each Mul a Softmax takes in (see _scaled_softmax) -> its other operand, which its result aliases."""
-        """Each folded Add -> the product's result, whose buffer holds the Add's result."""
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
