@@ -22,34 +22,18 @@ import numpy as np
 from pliant.ir.core import Module, Op
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
+from pliant.transforms.manager import rewrite_matrices
 
 pass_name = "gemm-layout"
 
 
 def gemm_layout(module: Module) -> int:
     """Transpose the constant ``B`` operands of ``transB=1`` Gemms; returns how many constants changed."""
-    changed = 0
-    for fn in module.functions.values():
-        for op in fn.walk():
-            if op.name == "Constant" and op.domain == "" and _rewrite(op):
-                changed += 1
-    return changed
+    return rewrite_matrices(module, lambda user: user.name == "Gemm" and user.attrs.get("transB", 0) == 1, _transpose)
 
 
-def _rewrite(const: Op) -> bool:
-    value = const.attrs.get("value")
-    result = const.results[0]
-    if not isinstance(value, np.ndarray) or value.ndim != 2 or value.dtype != np.float32 or not result.uses:
-        return False
-    readers = []
-    for use in result.uses:
-        user = use.user
-        if not isinstance(user, Op) or user.name != "Gemm" or user.domain != "" or use.index != 1 \
-                or user.attrs.get("transB", 0) != 1:
-            return False
-        readers.append(user)
+def _transpose(const: Op, value: np.ndarray, readers: list[Op]) -> None:
     const.attrs["value"] = np.ascontiguousarray(value.T)
-    result.type = TensorType(DType.FLOAT, (value.shape[1], value.shape[0]))
+    const.results[0].type = TensorType(DType.FLOAT, (value.shape[1], value.shape[0]))
     for user in readers:
         user.attrs["transB"] = 0
-    return True

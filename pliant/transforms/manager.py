@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from pliant.errors import VerifyError
-from pliant.ir.core import Module
+from pliant.ir.core import Module, Op
 
 Pass = Callable[[Module], int]
 
@@ -51,3 +53,26 @@ def run_passes(module: Module, passes: Sequence[Pass], *, verify: bool = False) 
             except VerifyError as e:
                 raise VerifyError(f"the IR is invalid after pass '{name}': {e}") from None
     return stats
+
+
+def rewrite_matrices(module: Module, takes: Callable[[Op], bool],
+                     rewrite: Callable[[Op, np.ndarray, list[Op]], None], *, min_side: int = 1) -> int:
+    """Call ``rewrite(constant, value, readers)`` for every Constant holding a float32 matrix (both sides at
+    least ``min_side``) whose every use is as operand 1 (a product's B) of an op ``takes`` accepts, in the
+    default domain; returns how many were rewritten.  The weight-layout passes are this walk."""
+    changed = 0
+    for fn in module.functions.values():
+        for const in list(fn.walk()):
+            if const.name != "Constant" or const.domain != "":
+                continue
+            value = const.attrs.get("value")
+            uses = const.results[0].uses
+            if not isinstance(value, np.ndarray) or value.ndim != 2 or value.dtype != np.float32 or not uses \
+                    or min(value.shape) < min_side:
+                continue
+            readers = [u.user for u in uses if isinstance(u.user, Op) and u.user.domain == "" and u.index == 1
+                       and takes(u.user)]
+            if len(readers) == len(uses):
+                rewrite(const, value, readers)
+                changed += 1
+    return changed

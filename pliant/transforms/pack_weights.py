@@ -29,6 +29,7 @@ from pliant.ir.core import Module, Op
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
 from pliant.ops.linalg import PACK_PANEL, pack_columns
+from pliant.transforms.manager import rewrite_matrices
 
 pass_name = "pack-weights"
 
@@ -38,32 +39,15 @@ MIN_SIDE = 32
 
 def pack_weights(module: Module) -> int:
     """Pack the constant ``B`` operands read only by MatMuls; returns how many constants changed."""
-    changed = 0
-    for fn in module.functions.values():
-        for op in list(fn.walk()):
-            if op.name == "Constant" and op.domain == "" and _rewrite(op):
-                changed += 1
-    return changed
+    return rewrite_matrices(module, _takes, _pack, min_side=MIN_SIDE)
 
 
-def _rewrite(const: Op) -> bool:
-    value = const.attrs.get("value")
-    result = const.results[0]
-    if not isinstance(value, np.ndarray) or value.ndim != 2 or value.dtype != np.float32 or not result.uses \
-            or min(value.shape) < MIN_SIDE:
-        return False
-    readers = []
-    for use in result.uses:
-        user = use.user
-        if not isinstance(user, Op) or user.domain != "" or use.index != 1 or not _takes(user):
-            return False
-        readers.append(user)
+def _pack(const: Op, value: np.ndarray, readers: list[Op]) -> None:
     k, n = value.shape
     const.attrs["value"] = pack_columns(value)
-    result.type = TensorType(DType.FLOAT, (-(-n // PACK_PANEL), k, PACK_PANEL))
+    const.results[0].type = TensorType(DType.FLOAT, (-(-n // PACK_PANEL), k, PACK_PANEL))
     for user in readers:
         _replace(user, n)
-    return True
 
 
 def _takes(user: Op) -> bool:
