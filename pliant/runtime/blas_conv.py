@@ -64,9 +64,9 @@ channels (49 against 58 us at 16 channels of 32x32, 2827 against 2881 at 128).""
 
 SWAP_POSITIONS = 4
 """A convolution of one group, width stride 2 or more and no residual, with at least this many output
-positions per output channel (and at least 1024 positions, K = C*KH*KW >= 128, at most 64 output channels)
-takes its weights as the product's B, packed once per call, and reads its patches in place (conv.c's
-"weights as B"); 0 turns it off."""
+positions per output channel (and at least 1024 positions where windows leave the image, 64 where they do not;
+K = C*KH*KW >= 128, at most 64 output channels) takes its weights as the product's B, packed once per call, and
+reads its patches in place (conv.c's "weights as B"); 0 turns it off."""
 
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),

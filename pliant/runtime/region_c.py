@@ -172,6 +172,12 @@ def _elementwise_expr(op: Op) -> str | None:
         return _LOGIC[name]
     if name == "Not" and n == 1 and ins == [DType.BOOL]:
         return "(!{0})"
+    if name == "Clip" and n in (2, 3) and ins == [DType.FLOAT] * n and out == DType.FLOAT \
+            and "min" not in op.attrs and "max" not in op.attrs \
+            and all(d == 1 for v in op.operands[1:] if v is not None for d in _shape(v)):
+        # NOTE: min(max(x, lo), hi) as NumPy's clip: hi where lo > hi, NaN kept
+        low = "({0} < {1} ? {1} : {0})"
+        return low if n == 2 else f"({low} > {{2}} ? {{2}} : {low})"
     if name == "Where" and n == 3 and ins[0] == DType.BOOL and ins[1] == ins[2] == out:
         return "({0} ? {1} : {2})"
     if name == "Cast" and n == 1 and _ONNX_TO.get(_attr_int(op, "to", -1)) == out:
@@ -486,7 +492,7 @@ def _check_shape_expr(op: Op) -> bool:
 
 _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     **{("", n): _check_elementwise for n in (*_UNARY_F, *_BINARY_F, *_COMPARE, *_LOGIC, "Not", "Where", "Cast",
-                                            "Gelu")},
+                                            "Gelu", "Clip")},
     ("pliant", "Fused"): _check_fused,
     ("", "MatMul"): _check_matmul,
     ("pliant", "PackedMatMul"): _check_matmul,

@@ -189,6 +189,12 @@ CASES["scaled-softmax"] = (
     X, ["y", "y2", "y3", "y4"], [_w("w", 8, 16), _const("scale", np.float32(0.25)), _const("two", np.float32(2.0)),
                                  _const("neg", np.full((1, 1), -0.5, np.float32))],
 )
+# Clip with scalar bounds in the unit: both, only the lower, and a lower bound above the upper (the upper wins)
+CASES["clip"] = (
+    [N("Clip", ["x", "lo", "hi"], ["a"]), N("Clip", ["x", "lo"], ["b"]), N("Mul", ["a", "b"], ["c"]),
+     N("Clip", ["c", "hi", "lo"], ["d"]), N("Add", ["d", "x"], ["y"])],
+    X, ["y"], [_const("lo", np.float32(-0.5)), _const("hi", np.float32(0.25))],
+)
 SIZES = [(2, 5), (1, 13)]
 
 
