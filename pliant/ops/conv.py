@@ -22,7 +22,8 @@ from pliant.ir.dims import Dim, d_mul, dim_expr, sym_dim
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType, Type
 from pliant.ops.infer import tensor_input
-from pliant.ops.registry import Dynamism, InferContext, KernelContext, register
+from pliant.ops.linalg import PACK_PANEL, pack_columns, unpack_columns
+from pliant.ops.registry import Dynamism, InferContext, KernelContext, ParamSpec, Schema, register
 
 CONV = "conv"
 
@@ -211,8 +212,10 @@ def _conv_setup(ctx: KernelContext, x: np.ndarray, w: np.ndarray) -> tuple[list[
     return strides, dil, pb, pe, outs
 
 
-def _conv_infer_shape(ctx: InferContext, x_idx: int = 0, w_idx: int = 1, w_out_axis: int = 0) -> tuple[Dim, ...] | None:
-    tx, tw = tensor_input(ctx, x_idx), tensor_input(ctx, w_idx)
+def _conv_infer_shape(ctx: InferContext, x_idx: int = 0, w_idx: int = 1, w_out_axis: int = 0,
+                      weight: TensorType | None = None) -> tuple[Dim, ...] | None:
+    """The output shape; ``weight``: the weight's type where operand ``w_idx`` is not the weight as ONNX has it."""
+    tx, tw = tensor_input(ctx, x_idx), weight or tensor_input(ctx, w_idx)
     if tx is None or tx.shape is None:
         return None
     nsp = len(tx.shape) - 2
@@ -264,6 +267,59 @@ def conv(ctx: KernelContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None 
             raise OpRuntimeError(f"bias has {b.size} values but the output has {y.shape[1]} channels")
         y = y + b.astype(dt).reshape(1, -1, *([1] * (y.ndim - 2)))
     return y.astype(x.dtype, copy=False)
+
+
+# -- PackedConv ---------------------------------------------------------------------
+# ``pliant.PackedConv(x, p, b, weight_shape=[M, C, KH, KW])`` is ``Conv(x, w, b)`` (one group, 2-D) for a
+# constant ``w`` stored as the panels conv.c's turned-around product streams: ``w`` as a (C*KH*KW) x M matrix
+# packed by ``pack_columns`` (PACK_PANEL output channels a panel), laid out once by
+# ``pliant.transforms.pack_weights`` instead of at every call.
+
+PACKED_CONV_SCHEMA = Schema(
+    "PackedConv", "pliant", 1, (ParamSpec("X"), ParamSpec("W"), ParamSpec("B", optional=True)), (ParamSpec("Y"),),
+    {"weight_shape": None, "strides": None, "pads": None, "dilations": None}, frozenset({"weight_shape"}))
+
+
+def pack_conv_weights(w: np.ndarray) -> np.ndarray:
+    """Conv weights (M, C, KH, KW) as PackedConv's panels: shape (ceil(M / PACK_PANEL), C*KH*KW, PACK_PANEL)."""
+    return pack_columns(w.reshape(w.shape[0], -1).T)
+
+
+def unpack_conv_weights(p: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The weights (M, C, KH, KW) whose panels ``p`` are (``pack_conv_weights``'s inverse)."""
+    return np.ascontiguousarray(unpack_columns(p, int(shape[0])).T).reshape(*shape)
+
+
+def packed_weight_shape(attrs: Any, panels: tuple[Any, ...] | None, what: str,
+                        error: type[Exception] = ShapeInferenceError) -> tuple[int, int, int, int]:
+    """PackedConv's ``weight_shape`` attribute, checked against the panels' shape (where known)."""
+    ws = attrs.get("weight_shape")
+    if not isinstance(ws, list | tuple) or len(ws) != 4 or any(int(e) < 1 for e in ws):
+        raise error(f"{what}: PackedConv needs 'weight_shape' = [M, C, KH, KW] (positive), got {ws!r}")
+    m, c, kh, kw = (int(e) for e in ws)
+    want = (-(-m // PACK_PANEL), c * kh * kw, PACK_PANEL)
+    if panels is not None and (len(panels) != 3 or any(isinstance(a, int) and a != b for a, b in zip(panels, want))):
+        raise error(f"{what}: PackedConv's W must be panels of shape {list(want)} for weight_shape "
+                    f"{[m, c, kh, kw]}, got {list(panels)}")
+    return m, c, kh, kw
+
+
+def _packed_conv_infer(ctx: InferContext) -> list[Type]:
+    tx, tp = tensor_input(ctx, 0), tensor_input(ctx, 1)
+    ws = packed_weight_shape(ctx.attrs, tuple(tp.shape) if tp is not None and tp.shape is not None else None, ctx.name)
+    if tx is not None and tx.shape is not None and len(tx.shape) != 4:
+        raise ShapeInferenceError(f"{ctx.name}: PackedConv is 2-D (an input of rank 4), got {tx}")
+    weight = TensorType(tp.dtype if tp else None, ws)
+    return [TensorType(tx.dtype if tx else None, _conv_infer_shape(ctx, weight=weight))]
+
+
+@register("PackedConv", Dynamism.ISDOS, domain="pliant", infer=_packed_conv_infer, family=CONV,
+          schema=PACKED_CONV_SCHEMA)
+def packed_conv(ctx: KernelContext, x: np.ndarray, p: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    shape = packed_weight_shape(ctx.attrs, p.shape, "PackedConv", OpRuntimeError)
+    if p.shape != (-(-shape[0] // PACK_PANEL), shape[1] * shape[2] * shape[3], PACK_PANEL):
+        raise OpRuntimeError(f"PackedConv: W has shape {list(p.shape)}, which weight_shape {list(shape)} does not fit")
+    return conv(ctx, x, unpack_conv_weights(p, shape), b)
 
 
 # -- ConvInteger / QLinearConv ------------------------------------------------------

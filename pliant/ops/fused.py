@@ -61,14 +61,16 @@ FUSED_CONV_SCHEMA = Schema(
     "FusedConv", "pliant", 1,
     (ParamSpec("X"), ParamSpec("W"), ParamSpec("B", optional=True), ParamSpec("Z", optional=True)),
     (ParamSpec("Y"),),
-    {"strides": None, "pads": None, "dilations": None, "group": 1, "activation": "", "activation_params": None},
+    {"strides": None, "pads": None, "dilations": None, "group": 1, "activation": "", "activation_params": None,
+     "weight_shape": None},
     frozenset({"pads"}),
 )
 """A convolution with its epilogue, ``Y = activation(Conv(X, W, B) + Z)``, made by
 ``pliant.transforms.fuse_conv``.  As for ``Fused``, the region ``body`` holds
 the original ops (it defines the op and runs where the native kernel cannot);
 the attributes are the convolution's (explicit ``pads``), the activation's op
-name ("" for none) and its parameters (Clip's min and max, LeakyRelu's alpha)."""
+name ("" for none) and its parameters (Clip's min and max, LeakyRelu's alpha);
+``weight_shape`` where the convolution is a ``pliant.PackedConv`` (W its panels)."""
 
 
 @register("FusedConv", Dynamism.ISDOS, domain="pliant", infer=_infer, schema=FUSED_CONV_SCHEMA, verify=_verify,

@@ -36,7 +36,10 @@
  *   columns: y = act(conv(x, w) + z[col] + b)); one image and one group, or -2.
  *   S_SWAP q > 0: a convolution of one group, width stride 2 or more and no residual, with at least q times as
  *   many output positions as channels (and enough positions, few enough channels: SWAP_*), takes the weights
- *   as B (see "weights as B"); 0: never; < 0: every convolution of one group without a residual (tests).
+ *   as B (see "weights as B"); 0: never; < 0: every convolution of one group (tests).
+ *   S_WPACK 1: w holds the weights laid out once as the B panels of that product, PANEL channels a panel,
+ *   w[p][k][c] = W[p*PANEL + c][k] (zeros past the last channel; k over C*KH*KW), and the call takes it, with
+ *   a residual too (pliant.transforms.pack_weights); one group, or -2.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -65,7 +68,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_WPACK, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -191,7 +194,7 @@ typedef struct {
     int64_t cap;
 } buffer;
 
-static __thread buffer tl_panels, tl_table, tl_split, tl_window;
+static __thread buffer tl_panels, tl_table, tl_split, tl_window, tl_bias;
 
 static void *grow(buffer *b, int64_t bytes) {
     if (bytes > b->cap) {
@@ -215,6 +218,16 @@ static inline vf activate(vf v, const epilogue *e) {
     case 1: return v_max(v_zero(), v); /* NaN stays NaN, as np.maximum (v < 0 ? 0 : v) */
     case 2: return v_min(v_set1(e->hi), v_max(v_set1(e->lo), v)); /* NaN stays NaN, as v < lo ? lo : v */
     case 3: return v_leaky(v, v_set1(e->alpha));
+    default: return v;
+    }
+}
+
+/* activate() on one float */
+static inline float activate1(float v, const epilogue *e) {
+    switch (e->act) {
+    case 1: return v < 0.0f ? 0.0f : v;
+    case 2: v = v < e->lo ? e->lo : v; return v > e->hi ? e->hi : v;
+    case 3: return v < 0.0f ? e->alpha * v : v;
     default: return v;
     }
 }
@@ -757,15 +770,15 @@ static int conv_task(const void *ctx, int64_t t) {
 #define SWAP_MIN_UNPADDED 64    /* ... where they do not (the input read in place) */
 
 typedef struct {
-    const float *x, *wp, *b, *bias_pad, *params; /* bias_pad: b with zeros to a whole number of panels */
+    const float *x, *wp, *b, *z, *bias_pad, *params; /* bias_pad: b with zeros to a whole number of panels */
     float *y;
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, act, K, ohw, npan;
     int64_t per_task, tasks_per_image, wq; /* positions per task (a multiple of MR); padded row width */
     int padded;                             /* windows may leave the image: read a padded copy */
 } swap_job;
 
-/* MR positions (patches at xr[r] + kofs[k]) by the NR channels of panel bp, then the bias of those channels
- * (e->bias: the first one's, or NULL) and the activation, in registers */
+/* MR positions (patches at xr[r] + kofs[k]) by the NR channels at bp (row k at bp + k*PANEL), then the bias of
+ * those channels (e->bias: the first one's, or NULL) and the activation, in registers */
 INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restrict kofs, const float *restrict bp,
                        float *restrict tile_buf, const epilogue *e) {
     vf acc[MR][NV];
@@ -774,7 +787,7 @@ INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restric
     for (int64_t k = 0; k < K; k++) {
         const int64_t o = kofs[k];
         vf bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = v_load(bp + k * NR + v * VL);
+        for (int v = 0; v < NV; v++) bv[v] = v_load(bp + k * PANEL + v * VL);
         for (int r = 0; r < MR; r++) {
             const vf xv = v_set1(xr[r][o]);
             for (int v = 0; v < NV; v++) acc[r][v] = v_fma(xv, bv[v], acc[r][v]);
@@ -826,57 +839,80 @@ static int swap_task(const void *ctx, int64_t t) {
         }
         for (int64_t pn = 0; pn < j->npan; pn++) {
             const int64_t m0 = pn * NR, nc = j->M - m0 < NR ? j->M - m0 : NR;
-            /* the bias as a vector of the panel's channels: from the padded copy where the panel is the last */
-            const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->act, j->params[0], j->params[1], j->params[2]};
-            swap_micro(j->K, xr, kofs, j->wp + pn * j->K * NR, tile_buf, &e);
-            for (int64_t c = 0; c < nc; c++) {
-                float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
-                for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+            /* the bias as a vector of the panel's channels: from the padded copy where the panel is the last; with
+             * a residual, the activation after it is added */
+            const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->z ? 0 : j->act, j->params[0], j->params[1],
+                                j->params[2]};
+            swap_micro(j->K, xr, kofs, j->wp + m0 / PANEL * j->K * PANEL + m0 % PANEL, tile_buf, &e);
+            if (!j->z) {
+                for (int64_t c = 0; c < nc; c++) {
+                    float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
+                    for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+                }
+            } else {
+                const epilogue ea = {NULL, j->act, j->params[0], j->params[1], j->params[2]};
+                for (int64_t c = 0; c < nc; c++) {
+                    const int64_t at = (n * j->M + m0 + c) * j->ohw + p0;
+                    float *yr = j->y + at;
+                    const float *zr = j->z + at;
+                    for (int r = 0; r < nr; r++) yr[r] = activate1(tile_buf[r * NR + c] + zr[r], &ea);
+                }
             }
         }
     }
     return 0;
 }
 
-/* the swapped product where it pays (see above); 1: not taken, the caller goes on */
+/* the swapped product where it pays (see above), or with weights given as its panels (S_WPACK); 1: not taken,
+ * the caller goes on */
 static int swap_conv(void **p, const int64_t *s, int threads) {
     swap_job j;
     memset(&j, 0, sizeof j);
     const int64_t N = s[S_N];
-    j.x = p[0], j.b = p[2], j.y = p[4], j.params = p[5];
+    j.x = p[0], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
     j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
     j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.DH = s[S_DH], j.DW = s[S_DW], j.KH = s[S_KH], j.KW = s[S_KW];
     j.act = s[S_ACT], j.K = j.C * j.KH * j.KW, j.ohw = j.OH * j.OW;
     j.padded = j.PT > 0 || j.PL > 0 || (j.OH - 1) * j.SH + (j.KH - 1) * j.DH - j.PT >= j.H ||
                (j.OW - 1) * j.SW + (j.KW - 1) * j.DW - j.PL >= j.W;
-    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || p[3] || s[S_SWAP] == 0 ||
-        (s[S_SWAP] > 0 && (j.SW < 2 || j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M ||
-                           j.ohw < (j.padded ? SWAP_MIN_POSITIONS : SWAP_MIN_UNPADDED))))
+    const int given = s[S_WPACK] != 0;
+    if (given) {
+        if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW]) return -2;
+    } else if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || s[S_SWAP] == 0 ||
+               (s[S_SWAP] > 0 && (p[3] || j.SW < 2 || j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M ||
+                                  j.ohw < (j.padded ? SWAP_MIN_POSITIONS : SWAP_MIN_UNPADDED)))) {
         return 1;
-    /* the weights, packed: panel pn's row k is channels pn*NR.. of weight column k (zeros past M) */
+    }
     j.npan = (j.M + NR - 1) / NR;
-    float *wp = grow(&tl_panels, j.npan * (j.K + 1) * NR * (int64_t)sizeof(float));
-    if (!wp) return -1;
-    const float *w = p[1];
-    /* NOTE: in blocks of 16 rows of a panel, which stay in L1 while NR weight rows are read into them (row by
-     * row, the stores a panel row apart took 0.85 ns each) */
-    for (int64_t pn = 0; pn < j.npan; pn++) {
-        float *d = wp + pn * j.K * NR;
-        for (int64_t k0 = 0; k0 < j.K; k0 += 16) {
-            const int64_t k1 = k0 + 16 < j.K ? k0 + 16 : j.K;
-            for (int64_t c = 0; c < NR; c++) {
-                const int64_t m = pn * NR + c;
-                const float *wr = w + m * j.K;
-                if (m < j.M)
-                    for (int64_t k = k0; k < k1; k++) d[k * NR + c] = wr[k];
-                else
-                    for (int64_t k = k0; k < k1; k++) d[k * NR + c] = 0.0f;
+    const int64_t wide = (j.M + PANEL - 1) / PANEL; /* panels of PANEL channels, each a whole number of NR */
+    if (given) {
+        j.wp = p[1];
+    } else {
+        /* the weights, packed as S_WPACK has them: panel pn's row k is channels pn*PANEL.. of weight column k */
+        float *wp = grow(&tl_panels, wide * j.K * PANEL * (int64_t)sizeof(float));
+        if (!wp) return -1;
+        const float *w = p[1];
+        /* NOTE: in blocks of 16 rows of a panel, which stay in L1 while the weight rows are read into them (row
+         * by row, the stores a panel row apart took 0.85 ns each) */
+        for (int64_t pn = 0; pn < wide; pn++) {
+            float *d = wp + pn * j.K * PANEL;
+            for (int64_t k0 = 0; k0 < j.K; k0 += 16) {
+                const int64_t k1 = k0 + 16 < j.K ? k0 + 16 : j.K;
+                for (int64_t c = 0; c < PANEL; c++) {
+                    const int64_t m = pn * PANEL + c;
+                    const float *wr = w + m * j.K;
+                    if (m < j.M)
+                        for (int64_t k = k0; k < k1; k++) d[k * PANEL + c] = wr[k];
+                    else
+                        for (int64_t k = k0; k < k1; k++) d[k * PANEL + c] = 0.0f;
+                }
             }
         }
+        j.wp = wp;
     }
-    j.wp = wp;
-    if (j.b) { /* after the panels in the same buffer */
-        float *bp = wp + j.npan * j.K * NR;
+    if (j.b) {
+        float *bp = grow(&tl_bias, j.npan * NR * (int64_t)sizeof(float));
+        if (!bp) return -1;
         for (int64_t m = 0; m < j.npan * NR; m++) bp[m] = m < j.M ? j.b[m] : 0.0f;
         j.bias_pad = bp;
     }

@@ -91,6 +91,8 @@ def fast_kernel(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
     """A fast kernel for ``op``, or None when the reference kernel must run."""
     if op.domain == "pliant" and op.name == "ShapeExpr":
         return _shape_expr(op)
+    if op.domain == "pliant" and op.name == "PackedConv":
+        return fused_conv_kernel(op, attrs)
     if op.domain != "" or op.regions:
         return None
     name = op.name
@@ -531,10 +533,11 @@ def _native(op: Op, attrs: dict[str, Any], opset: int) -> Kernel | None:
 
 
 def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
-    """Conv, or FusedConv with its epilogue (a residual ``z`` and the attributes' activation)."""
+    """Conv, PackedConv, or FusedConv with its epilogue (a residual ``z`` and the attributes' activation)."""
     activation = str(attrs.get("activation") or "")
     lo, hi, alpha = (list(attrs.get("activation_params") or []) + [0.0, 0.0, 0.0])[:3]
     params = (float(lo), float(hi), float(alpha))
+    packed = attrs.get("weight_shape") or None
 
     def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
         nsp = x.ndim - 2
@@ -542,14 +545,15 @@ def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
         dil = list(attrs.get("dilations") or [1] * nsp)
         pads = list(attrs.get("pads") or [0] * (2 * nsp))
         return native.conv(x, w, b, strides, pads, dil, int(attrs.get("group", 1)),  # type: ignore[no-any-return]
-                           z, activation, params)
+                           z, activation, params, packed)
 
     return conv
 
 
 def fused_conv_kernel(op: Op, attrs: dict[str, Any]) -> Kernel | None:
-    """The native kernel of a ``pliant.FusedConv`` (see ``pliant.transforms.fuse_conv``); raises ``FALLBACK``
-    where it declines, and the op's region runs instead."""
+    """The native kernel of a ``pliant.FusedConv`` (see ``pliant.transforms.fuse_conv``) or a
+    ``pliant.PackedConv``; raises ``FALLBACK`` where it declines, and the op's region (the reference kernel)
+    runs instead."""
     try:
         native = importlib.import_module("pliant.runtime.native")
     except ImportError:

@@ -424,8 +424,12 @@ def conv(
     z: np.ndarray | None = None,
     activation: str = "",
     params: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    weight_shape: Sequence[int] | None = None,
 ) -> np.ndarray:
     """ONNX Conv, NCW or NCHW, with explicit ``pads`` (begin..., end...; ``auto_pad`` resolved by the caller).
+
+    ``weight_shape`` (M, C, KH, KW): ``w`` is those weights as ``pliant.PackedConv``'s
+    panels (a 2-D convolution of one group).
 
     Depthwise (one input channel per group, any channel multiplier) runs a direct
     kernel; any other convolution is one call into ``conv.c`` (``blas_conv.conv2d``).
@@ -441,12 +445,24 @@ def conv(
         raise NativeUnsupportedError(f"conv: no epilogue activation {activation!r}; "
                                      f"expected one of {sorted(blas_conv.ACTIVATIONS)}")
     x, w = _f32(x, "x", fn), _f32(w, "w", fn)
-    if x.ndim not in (3, 4) or w.ndim != x.ndim:
+    packed: tuple[int, int, int, int] | None = None
+    if weight_shape is not None:
+        from pliant.ops.conv import PACK_PANEL
+
+        m, cg, kh, kw = packed = (int(weight_shape[0]), int(weight_shape[1]), int(weight_shape[2]), int(weight_shape[3]))
+        if x.ndim != 4 or int(group) != 1 or w.shape != (-(-m // PACK_PANEL), cg * kh * kw, PACK_PANEL):
+            raise NativeUnsupportedError(
+                f"conv: packed weights {w.shape} of a {list(packed)} convolution of group {group} on x {x.shape}: "
+                f"only 2-D convolutions of one group, panels ({-(-m // PACK_PANEL)}, {cg * kh * kw}, {PACK_PANEL})")
+        w_shape: tuple[int, ...] = packed
+    else:
+        w_shape = w.shape
+    if x.ndim not in (3, 4) or len(w_shape) != x.ndim:
         raise NativeUnsupportedError(
             f"conv: only 1-D and 2-D convolutions (x of rank 3 or 4, w of the same rank), got x {x.shape}, w {w.shape}"
         )
     nsp = x.ndim - 2
-    n, c, m, cg = x.shape[0], x.shape[1], w.shape[0], w.shape[1]
+    n, c, m, cg = x.shape[0], x.shape[1], w_shape[0], w_shape[1]
     group = int(group)
     if group < 1 or cg * group != c or m % group:
         raise NativeUnsupportedError(
@@ -456,7 +472,7 @@ def conv(
         b = _f32(b, "b", fn)
         if b.size != m:
             raise NativeUnsupportedError(f"conv: the bias has {b.size} values but there are {m} output channels")
-    kernel = list(w.shape[2:])
+    kernel = list(w_shape[2:])
     st = _ints(strides, nsp, 1, "strides", fn, 1)
     dil = _ints(dilations, nsp, 1, "dilations", fn, 1)
     pp = _ints(pads, 2 * nsp, 0, "pads", fn, 0)
@@ -491,7 +507,7 @@ def conv(
         y = blas_conv.conv2d(x, w, b, z, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
                              dilations=(win.dilations[0], win.dilations[1]),
                              pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
-                             activation=activation, params=params)
+                             activation=activation, params=params, packed=packed)
         return y if y.shape == (n, m, *outs) else y.reshape(n, m, *outs)
     if b is not None:
         y += b.reshape(1, m, 1, 1)

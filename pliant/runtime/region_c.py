@@ -426,18 +426,29 @@ BATCH_PARALLEL_WORK = 1 << 20
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
 
 
+def _weight_shape(op: Op) -> tuple[Dim, ...]:
+    """A conv's weight shape (M, C/group, kernel...): a PackedConv's (or its FusedConv's) from its attribute."""
+    packed = op.attrs.get("weight_shape")
+    if packed:
+        return tuple(int(e) for e in packed)  # type: ignore[union-attr,arg-type]
+    w = op.operands[1]
+    assert w is not None
+    return _shape(w)
+
+
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
     """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
     x, w = op.operands[0], op.operands[1] if len(op.operands) > 1 else None
     if x is None or w is None or {_dtype(x), _dtype(w), _dtype(op.results[0])} != {DType.FLOAT}:
         return None
     rank = len(_shape(x))
-    if rank not in (3, 4) or len(_shape(w)) != rank or str(op.attrs.get("auto_pad", "NOTSET")) != "NOTSET":
+    ws = _weight_shape(op)
+    if rank not in (3, 4) or len(ws) != rank or str(op.attrs.get("auto_pad", "NOTSET")) != "NOTSET":
         return None
     nsp = rank - 2
     group = _attr_int(op, "group", 1)
-    cg = _shape(w)[1]
-    if group < 1 or cg == 0 or not isinstance(cg, int):
+    cg = ws[1]
+    if group < 1 or cg == 0 or not isinstance(cg, int) or (op.attrs.get("weight_shape") and (group != 1 or rank != 4)):
         return None
 
     def ints(name: str, n: int, default: int) -> list[int] | None:
@@ -516,6 +527,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Op], bool]] = {
     ("pliant", "ShapeExpr"): _check_shape_expr,
     ("", "Conv"): _check_conv,
     ("pliant", "FusedConv"): _check_conv,
+    ("pliant", "PackedConv"): _check_conv,
     ("", "GlobalAveragePool"): _check_global_average_pool,
     ("", "ScatterElements"): _check_scatter_elements,
 }
@@ -593,6 +605,9 @@ class _ConvC:
     act: str
     params: tuple[float, float, float]
     check: str
+    m: str  # the weight's sizes (output channels, channels per group)
+    cg: str
+    packed: bool  # w is PackedConv's panels
 
 
 @dataclass
@@ -636,7 +651,8 @@ class RegionUnit:
         self.binders = self._bind_symbols()
         self.dims_fn = compile_dims(dims, self.symbols)
         self.plan_arrays: list[Op] = [o for o in self.ops if (o.domain, o.name) in (("pliant", "ShapeExpr"), ("", "Shape"))]
-        self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "MatMul", "PackedMatMul", "Gemm") for o in self.ops)
+        self.calls_conv_c = any(o.name in ("Conv", "FusedConv", "PackedConv", "MatMul", "PackedMatMul", "Gemm")
+                               for o in self.ops)
         self.elided = self._elided_transposes()
         self.views = self._gather_views()
         self.bias_adds = self._bias_adds()
@@ -964,10 +980,8 @@ class RegionUnit:
                 self.lines.append(f"if ({at} < -{dim} || {at} >= {dim}) return 1;")
             else:
                 self._gather(o)
-        elif name in ("Conv", "FusedConv"):
-            w = o.operands[1]
-            assert w is not None
-            if _shape(w)[1] == 1 and _attr_int(o, "group", 1) > 1:
+        elif name in ("Conv", "FusedConv", "PackedConv"):
+            if _weight_shape(o)[1] == 1 and _attr_int(o, "group", 1) > 1:
                 self._conv_depthwise(o)
             else:
                 self._conv(o)
@@ -1219,19 +1233,25 @@ class RegionUnit:
         z = o.operands[3] if len(o.operands) > 3 and o.name == "FusedConv" else None
         r = o.results[0]
         d = self._d
+        ws = _weight_shape(o)
+
+        def dw(a: int) -> str:
+            return str(ws[a]) if o.attrs.get("weight_shape") else d(w, a)
+
         if len(_shape(x)) == 3:
-            (h, wd), (kh, kw), (oh, ow) = ("1", d(x, 2)), ("1", d(w, 2)), ("1", d(r, 2))
+            (h, wd), (kh, kw), (oh, ow) = ("1", d(x, 2)), ("1", dw(2)), ("1", d(r, 2))
             st, dil, pads = [1, st[0]], [1, dil[0]], [0, pads[0], 0, pads[1]]
         else:
-            (h, wd), (kh, kw), (oh, ow) = (d(x, 2), d(x, 3)), (d(w, 2), d(w, 3)), (d(r, 2), d(r, 3))
+            (h, wd), (kh, kw), (oh, ow) = (d(x, 2), d(x, 3)), (dw(2), dw(3)), (d(r, 2), d(r, 3))
         act = str(o.attrs.get("activation") or "") if o.name == "FusedConv" else ""
         raw: Any = o.attrs.get("activation_params") or []
         lo, hi, alpha = ([float(v) for v in raw] + [0.0] * 3)[:3]
         span = [f"({h} + {pads[0]} + {pads[2]} - {dil[0]} * ({kh} - 1) - 1)",
                 f"({wd} + {pads[1]} + {pads[3]} - {dil[1]} * ({kw} - 1) - 1)"]
         check = (f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 "
-                 f"!= {ow} || {d(w, 1)} * {group} != {d(x, 1)} || {d(w, 0)} % {group} != 0) return 2;")
-        return _ConvC(x, w, b, z, r, h, wd, kh, kw, oh, ow, st, pads, dil, group, act, (lo, hi, alpha), check)
+                 f"!= {ow} || {dw(1)} * {group} != {d(x, 1)} || {dw(0)} % {group} != 0) return 2;")
+        return _ConvC(x, w, b, z, r, h, wd, kh, kw, oh, ow, st, pads, dil, group, act, (lo, hi, alpha), check,
+                      dw(0), dw(1), bool(o.attrs.get("weight_shape")))
 
     def _conv(self, o: Op) -> None:
         """conv.c's entry (address in s[2]) with this op's geometry and epilogue; a geometry the sizes contradict
@@ -1242,11 +1262,11 @@ class RegionUnit:
         x, w, b, z, r, st, pads, dil, group = c.x, c.w, c.b, c.z, c.r, c.st, c.pads, c.dil, c.group
         d = self._d
         params = ", ".join(_c_float(v) for v in c.params)
-        sizes = [d(x, 0), d(x, 1), c.h, c.wd, d(w, 0), c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
+        sizes = [d(x, 0), d(x, 1), c.h, c.wd, c.m, c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
                  str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
                  str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
-                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS)]
-        # NOTE: S_BT 0: B is not transposed; S_ZROW 0: z is a tensor
+                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS), str(int(c.packed))]
+        # NOTE: S_BT 0: B is not transposed; S_ZROW 0: z is a tensor; S_WPACK: w is PackedConv's panels
         self.lines += [
             c.check,
             "{",
@@ -1845,8 +1865,8 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
             static const float no_params[3] = {0.0f, 0.0f, 0.0f};
             /* the bias as z, one row added to every row of C (S_ZROW), where alpha does not scale it */
             const float *zb = alpha == 1.0f ? bias : NULL;
-            const int64_t cs[24] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
-                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb, zb != NULL, 0};
+            const int64_t cs[25] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb, zb != NULL, 0, 0};
             void *cp[6] = {(void *)b, (void *)aa, NULL, (void *)zb, (void *)c, (void *)no_params};
             if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
                 biased = zb != NULL;

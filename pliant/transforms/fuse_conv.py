@@ -1,5 +1,8 @@
 """Conv epilogue fusion: ``Conv -> [Add residual] -> [activation]`` becomes one ``pliant.FusedConv``.
 
+A ``pliant.PackedConv`` (weights laid out by ``pack_weights``) fuses the same
+way; its ``weight_shape`` goes with it into the FusedConv's attributes.
+
 A float32 2-D (or 1-D) convolution whose result has one use takes into its
 epilogue an ``Add`` of a tensor of exactly its result's shape (RDP's symbolic
 dims, so valid for every input size), then an activation the native kernel
@@ -22,7 +25,7 @@ from pliant.ops.typing import constant_value
 
 pass_name = "fuse-conv"
 
-_CONV_ATTRS = ("strides", "pads", "dilations", "group")
+_CONV_ATTRS = ("strides", "pads", "dilations", "group", "weight_shape")
 
 
 def fuse_conv(module: Module) -> int:
@@ -36,9 +39,13 @@ def _block(block: Block) -> int:
         for region in op.regions.values():
             made += _block(region.block)
     for op in list(block.ops):
-        if op.parent is block and op.domain == "" and op.name == "Conv" and _convertible(op):
+        if op.parent is block and _is_conv(op) and _convertible(op):
             made += _fuse(block, op)
     return made
+
+
+def _is_conv(op: Op) -> bool:
+    return (op.domain, op.name) in (("", "Conv"), ("pliant", "PackedConv"))
 
 
 def _f32_shape(v: Value | None) -> tuple[Dim, ...] | None:

@@ -56,10 +56,11 @@ def run_passes(module: Module, passes: Sequence[Pass], *, verify: bool = False) 
 
 
 def rewrite_matrices(module: Module, takes: Callable[[Op], bool],
-                     rewrite: Callable[[Op, np.ndarray, list[Op]], None], *, min_side: int = 1) -> int:
-    """Call ``rewrite(constant, value, readers)`` for every Constant holding a float32 matrix (both sides at
-    least ``min_side``) whose every use is as operand 1 (a product's B) of an op ``takes`` accepts, in the
-    default domain; returns how many were rewritten.  The weight-layout passes are this walk."""
+                     rewrite: Callable[[Op, np.ndarray, list[Op]], None], *, min_side: int = 1, ndim: int = 2) -> int:
+    """Call ``rewrite(constant, value, readers)`` for every Constant holding a float32 matrix (or array of
+    ``ndim`` dims; every side at least ``min_side``) whose every use is as operand 1 (a product's B, a
+    convolution's weights) of an op ``takes`` accepts, in the default domain; returns how many were rewritten.
+    The weight-layout passes are this walk."""
     changed = 0
     for fn in module.functions.values():
         for const in list(fn.walk()):
@@ -67,7 +68,7 @@ def rewrite_matrices(module: Module, takes: Callable[[Op], bool],
                 continue
             value = const.attrs.get("value")
             uses = const.results[0].uses
-            if not isinstance(value, np.ndarray) or value.ndim != 2 or value.dtype != np.float32 or not uses \
+            if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype != np.float32 or not uses \
                     or min(value.shape) < min_side:
                 continue
             readers = [u.user for u in uses if isinstance(u.user, Op) and u.user.domain == "" and u.index == 1

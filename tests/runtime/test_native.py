@@ -193,7 +193,7 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-_MODES = ("gather", "direct", "swap")
+_MODES = ("gather", "direct", "swap", "packed")
 
 
 @pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
@@ -201,9 +201,18 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """The C conv as pliant builds and runs it, and with every boundary exercised: tasks of one column
     panel, K blocks of 5 rows, all threads on every call, each way of feeding the GEMM (gathered patches
     everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
-    one group and no residual); those also for conv.c's other vector paths (AVX2, GCC's vector extensions,
-    plain C) and without OpenMP."""
+    one group, packed at the call or given packed as PackedConv has them); those also for conv.c's other
+    vector paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
+    if mode == "packed":
+        run = blas_conv._run
+
+        def packed_run(x: np.ndarray, w: np.ndarray, *args: Any, group: int, packed: Any = None, **kw: Any) -> None:
+            if group == 1 and packed is None:
+                w, packed = conv_ops.pack_conv_weights(w), w.shape
+            run(x, w, *args, group=group, packed=packed, **kw)
+
+        monkeypatch.setattr(blas_conv, "_run", packed_run)
     if mode != "default":
         monkeypatch.setattr(blas_conv, "BLOCK_FLOATS", 64)  # NOTE: 64 // K_BLOCK -> one panel per task
         monkeypatch.setattr(blas_conv, "K_BLOCK", 5)

@@ -1,10 +1,11 @@
-"""Constant product operands stored as panels (``pliant.transforms.pack_weights``, ``pliant.PackedMatMul``).
+"""Constant weights stored as panels (``pliant.transforms.pack_weights``, ``pliant.PackedMatMul``,
+``pliant.PackedConv``).
 
-The layout is checked element by element against its definition; compiled
-models with packed weights against ONNX Runtime, at row counts that take each
-of the native product's paths (the small loops, conv.c's GEMM over several K
-blocks, a last panel only partly inside the matrix); the reference kernel, the
-op's errors, and the cases the pass must leave alone.
+The layouts are checked element by element against their definitions;
+compiled models with packed weights against ONNX Runtime, at row counts (image
+sizes) that take each of the native product's paths (the small loops, conv.c's
+GEMM over several K blocks, a last panel only partly inside the matrix); the
+reference kernels, the ops' errors, and the cases the pass must leave alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pliant
 from pliant.errors import OpRuntimeError, ShapeInferenceError
+from pliant.ops.conv import pack_conv_weights, unpack_conv_weights
 from pliant.ops.linalg import PACK_PANEL, pack_columns, unpack_columns
 from pliant.transforms.pack_weights import pack_weights
 from tests.helpers import run_onnxruntime
@@ -31,6 +33,13 @@ def _w(name: str, *shape: int) -> onnx.TensorProto:
     return numpy_helper.from_array((RNG.standard_normal(shape) * 0.1).astype(np.float32), name)
 
 
+def _matches_onnxruntime(got: dict[str, np.ndarray], model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                         outputs: tuple[str, ...], atol: float, where: str = "") -> None:
+    for name, want in zip(outputs, run_onnxruntime(model, feeds)):
+        assert got[name].shape == want.shape, name
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=atol, err_msg=f"{name} {where}")
+
+
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 100])
 def test_panels_hold_the_columns_in_order(n: int) -> None:
     b = RNG.standard_normal((7, n)).astype(np.float32)
@@ -42,6 +51,9 @@ def test_panels_hold_the_columns_in_order(n: int) -> None:
             want = b[:, col] if col < n else np.zeros(7, np.float32)
             np.testing.assert_array_equal(p[j, :, c], want)
     np.testing.assert_array_equal(unpack_columns(p, n), b)
+
+
+PRODUCT_OUTPUTS = ("a", "g", "h", "ky", "s", "ty", "uy", "v")
 
 
 def _products() -> onnx.ModelProto:
@@ -65,7 +77,7 @@ def _products() -> onnx.ModelProto:
              _w("w8", 600, 8)]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x3", F, ["B", "M", 64]), helper.make_tensor_value_info("x", F, ["M", 600])],
-        [helper.make_tensor_value_info(o, F, None) for o in ("a", "g", "h", "ky", "s", "ty", "uy", "v")], inits)
+        [helper.make_tensor_value_info(o, F, None) for o in PRODUCT_OUTPUTS], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -81,10 +93,7 @@ def test_packed_products_match_onnxruntime(m: int) -> None:
         assert op.parent is not None and op.parent.parent_op is not None and op.parent.parent_op.name == "Static"
     feeds = {"x3": RNG.standard_normal((2, m, 64)).astype(np.float32),
              "x": RNG.standard_normal((m, 600)).astype(np.float32)}
-    got = exe.run(feeds)
-    for name, want in zip(("a", "g", "h", "ky", "s", "ty", "uy", "v"), run_onnxruntime(model, feeds)):
-        assert got[name].shape == want.shape, name
-        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5, err_msg=f"{name} at {m} rows")
+    _matches_onnxruntime(exe.run(feeds), model, feeds, PRODUCT_OUTPUTS, 1e-5, f"at {m} rows")
 
 
 def test_the_reference_kernel_unpacks() -> None:
@@ -94,9 +103,7 @@ def test_the_reference_kernel_unpacks() -> None:
     assert pack_weights(module) == 5
     feeds = {"x3": RNG.standard_normal((1, 4, 64)).astype(np.float32),
              "x": RNG.standard_normal((4, 600)).astype(np.float32)}
-    got = pliant.interpret(module, feeds)
-    for name, want in zip(("a", "g", "h", "ky", "s", "ty", "uy", "v"), run_onnxruntime(model, feeds)):
-        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5, err_msg=name)
+    _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, PRODUCT_OUTPUTS, 1e-5)
 
 
 def _packed_module(panels: Any, n: Any) -> pliant.ir.Module:
@@ -134,3 +141,132 @@ def test_the_kernel_checks_its_panels() -> None:
         packed_matmul(ctx, np.zeros((3, 40), np.float32), np.zeros((3, 40, PACK_PANEL), np.float32))
     with pytest.raises(OpRuntimeError, match="contraction dims differ"):
         packed_matmul(ctx, np.zeros((3, 39), np.float32), np.zeros((2, 40, PACK_PANEL), np.float32))
+
+
+# --- convolutions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m", [5, 32, 70])
+def test_conv_panels_hold_each_output_channels_weights(m: int) -> None:
+    w = RNG.standard_normal((m, 6, 3, 2)).astype(np.float32)
+    p = pack_conv_weights(w)
+    assert p.shape == (-(-m // PACK_PANEL), 36, PACK_PANEL)
+    for j in range(p.shape[0]):
+        for c in range(PACK_PANEL):
+            channel = j * PACK_PANEL + c
+            want = w[channel].reshape(-1) if channel < m else np.zeros(36, np.float32)
+            np.testing.assert_array_equal(p[j, :, c], want)
+    np.testing.assert_array_equal(unpack_conv_weights(p, w.shape), w)
+
+
+CONV_OUTPUTS = ("r1", "r2", "y3", "y4", "y5", "y6", "y7")
+
+
+def _convs() -> onnx.ModelProto:
+    """Four packed weights: a Conv + Relu (36 channels: a last panel of 4), a stride-2 Conv with a residual Add
+    and a Clip, a Conv with no epilogue whose result a TopK reads, a 5x1 window;
+    and three the pass must leave alone: a 1x1 Conv, two groups, a depth of 8*3*3 = 72."""
+    nodes = [
+        N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),          # 16*9: packed
+        N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),                   # packed
+        N("Conv", ["r1", "w2s"], ["c2s"], strides=[2, 2], kernel_shape=[1, 1]),                     # 1x1: not
+        N("Add", ["c2", "c2s"], ["s2"]), N("Clip", ["s2", "lo", "hi"], ["r2"]),
+        N("Conv", ["r2", "w3"], ["y3"], pads=[1, 2, 1, 2], dilations=[1, 2]),                       # packed
+        N("TopK", ["y3", "k"], ["y4", "y4i"], axis=1),
+        N("Conv", ["r1", "w5", "b5"], ["c5"], pads=[2, 0, 2, 0]), N("Relu", ["c5"], ["y5"]),        # 5x1: packed
+        N("Conv", ["r1", "w6"], ["y6"], group=2, pads=[1, 1, 1, 1]),                                # two groups
+        N("Conv", ["x8", "w7"], ["y7"], pads=[1, 1, 1, 1]),                                         # depth 72
+    ]
+    inits = [_w("w1", 36, 16, 3, 3), _w("b1", 36), _w("w2", 40, 36, 3, 3), _w("b2", 40), _w("w2s", 40, 36, 1, 1),
+             _w("w3", 24, 40, 3, 3), _w("w5", 20, 36, 5, 1), _w("b5", 20), _w("w6", 8, 18, 3, 3),
+             _w("w7", 16, 8, 3, 3), numpy_helper.from_array(np.float32(-0.3), "lo"),
+             numpy_helper.from_array(np.float32(0.4), "hi"), numpy_helper.from_array(np.array([3]), "k")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, [1, 16, "H", "W"]),
+                     helper.make_tensor_value_info("x8", F, [1, 8, "H", "W"])],
+        [helper.make_tensor_value_info(o, F, None) for o in CONV_OUTPUTS], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _conv_feeds(h: int, w: int) -> dict[str, np.ndarray]:
+    return {"x": RNG.standard_normal((1, 16, h, w)).astype(np.float32),
+            "x8": RNG.standard_normal((1, 8, h, w)).astype(np.float32)}
+
+
+def _packed_convs(module: pliant.ir.Module) -> list[Any]:
+    return [op for op in module.walk() if op.name == "PackedConv"]
+
+
+# sizes: from a few output positions (a tile of the product partly outside) to thousands (many tasks)
+@pytest.mark.parametrize("hw", [(3, 5), (12, 9), (40, 56)])
+def test_packed_convs_match_onnxruntime(hw: tuple[int, int]) -> None:
+    model = _convs()
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert {p["name"]: p["changes"] for p in exe.report()["passes"]}["pack-weights"] == 4
+    packed = _packed_convs(exe.module)
+    assert len(packed) == 4
+    fused = [op for op in exe.module.walk() if op.name == "FusedConv" and op.attrs.get("weight_shape")]
+    assert len(fused) == 3  # with Relu, with the residual and Clip, and the 5x1 window with Relu
+    feeds = _conv_feeds(*hw)
+    _matches_onnxruntime(exe.run(feeds), model, feeds, CONV_OUTPUTS, 1e-4, f"at {hw}")
+
+
+def test_the_conv_reference_kernel_unpacks() -> None:
+    """Interpreted op by op, a PackedConv unpacks its panels: the same results as ONNX Runtime's."""
+    model = _convs()
+    module = pliant.load(model.SerializeToString())
+    assert pack_weights(module) == 4
+    assert len(_packed_convs(module)) == 4
+    feeds = _conv_feeds(7, 6)
+    _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, CONV_OUTPUTS, 1e-4)
+
+
+def _packed_conv_module(panels: Any, weight_shape: Any, channels: int = 4) -> pliant.ir.Module:
+    from pliant.ir import DType, FunctionBuilder, tensor
+
+    fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, 1, channels, "H", "W"))])
+    attrs = {} if weight_shape is None else {"weight_shape": weight_shape}
+    fb.output("y", fb.op("PackedConv", [fb.inputs[0], fb.const(panels)], attrs, domain="pliant"))
+    return fb.module()
+
+
+def test_conv_panels_of_the_wrong_shape_are_refused() -> None:
+    with pytest.raises(ShapeInferenceError, match=r"panels of shape \[2, 36, 32\] for weight_shape \[40, 4, 3, 3\]"):
+        _packed_conv_module(np.zeros((1, 36, PACK_PANEL), np.float32), [40, 4, 3, 3])
+    with pytest.raises(ShapeInferenceError, match="needs 'weight_shape'"):
+        _packed_conv_module(np.zeros((2, 36, PACK_PANEL), np.float32), None)
+    module = _packed_conv_module(np.zeros((2, 36, PACK_PANEL), np.float32), [40, 4, 3, 3])
+    with pytest.raises(pliant.FeedError, match="input 'x'"):
+        pliant.interpret(module, {"x": np.zeros((1, 5, 6, 6), np.float32)})
+
+
+def test_the_conv_kernel_checks_its_panels() -> None:
+    from pliant.ops import registry
+    from pliant.ops.conv import packed_conv
+
+    module = _packed_conv_module(np.zeros((2, 36, PACK_PANEL), np.float32), [40, 4, 3, 3])
+    (op,) = [o for o in module.walk() if o.name == "PackedConv"]
+    ctx = registry.KernelContext(op, {"weight_shape": [40, 4, 3, 3]}, 1, None)
+    with pytest.raises(OpRuntimeError, match=r"panels of shape \[2, 36, 32\]"):
+        packed_conv(ctx, np.zeros((1, 4, 5, 5), np.float32), np.zeros((2, 35, PACK_PANEL), np.float32))
+    with pytest.raises(OpRuntimeError, match="weight expects 4 per group"):
+        packed_conv(ctx, np.zeros((1, 3, 5, 5), np.float32), np.zeros((2, 36, PACK_PANEL), np.float32))
+
+
+def test_a_packed_conv_outside_units_runs_natively() -> None:
+    """Op by op (outside a native unit) a PackedConv is one call into conv.c with its panels, not its unpacking
+    reference kernel."""
+    from pliant.ops import registry
+    from pliant.ops.conv import conv
+    from pliant.runtime.fast import fast_kernel
+
+    w = RNG.standard_normal((40, 4, 3, 5)).astype(np.float32)
+    attrs = {"weight_shape": [40, 4, 3, 5], "pads": [1, 2, 1, 2], "strides": [2, 1]}
+    module = _packed_conv_module(pack_conv_weights(w), attrs["weight_shape"])
+    (op,) = _packed_convs(module)
+    op.attrs.update(attrs)
+    kernel = fast_kernel(op, attrs, 1)
+    assert kernel is not None and getattr(kernel, "native", False)
+    x, b = RNG.standard_normal((1, 4, 9, 11)).astype(np.float32), RNG.standard_normal(40).astype(np.float32)
+    want = conv(registry.KernelContext(op, {k: v for k, v in attrs.items() if k != "weight_shape"}, 1, None), x, w, b)
+    np.testing.assert_allclose(kernel(x, pack_conv_weights(w), b), want, rtol=1e-4, atol=1e-4)
