@@ -38,8 +38,9 @@
  *   many output positions as channels (and enough positions, few enough channels: SWAP_*), takes the weights
  *   as B (see "weights as B"); 0: never; < 0: every convolution of one group (tests).
  *   S_WPACK 1: w holds the weights laid out once as the B panels of that product, PANEL channels a panel,
- *   w[p][k][c] = W[p*PANEL + c][k] (zeros past the last channel; k over C*KH*KW), and the call takes it, with
- *   a residual too (pliant.transforms.pack_weights); one group, or -2.
+ *   w[p][k][c] = W[p*PANEL + c][k] (zeros past the last channel; k over C*KH*KW), and the call takes that
+ *   product, with a residual too (pliant.transforms.pack_weights), unless too few channels would fill its
+ *   panels: then it unpacks them for the other paths; one group, or -2.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -194,7 +195,7 @@ typedef struct {
     int64_t cap;
 } buffer;
 
-static __thread buffer tl_panels, tl_table, tl_split, tl_window, tl_bias;
+static __thread buffer tl_panels, tl_table, tl_split, tl_window, tl_bias, tl_weights;
 
 static void *grow(buffer *b, int64_t bytes) {
     if (bytes > b->cap) {
@@ -768,6 +769,10 @@ static int conv_task(const void *ctx, int64_t t) {
 #define SWAP_MAX_M 64           /* output channels: the weights packed at every call */
 #define SWAP_MIN_POSITIONS 1024 /* output positions per image, where windows leave the image (a padded copy) */
 #define SWAP_MIN_UNPADDED 64    /* ... where they do not (the input read in place) */
+/* USE_PANELS: weights given as panels (S_WPACK) take the turned-around product where the output channels fill
+ * at least 3/4 of the panels' lanes.  16 channels in a 32-lane panel (AVX-512) ran at half the speed of the
+ * other paths (ResNet blocks of 16 channels at 32x32 and 64x64, 1.6x and 1.9x the time); they are unpacked
+ * instead (16 x 144 floats a call).  From 32 channels the product ran within 0.94-1.11x of the others. */
 
 typedef struct {
     const float *x, *wp, *b, *z, *bias_pad, *params; /* bias_pad: b with zeros to a whole number of panels */
@@ -876,14 +881,15 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     j.padded = j.PT > 0 || j.PL > 0 || (j.OH - 1) * j.SH + (j.KH - 1) * j.DH - j.PT >= j.H ||
                (j.OW - 1) * j.SW + (j.KW - 1) * j.DW - j.PL >= j.W;
     const int given = s[S_WPACK] != 0;
+    j.npan = (j.M + NR - 1) / NR;
     if (given) {
         if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW]) return -2;
+        if (s[S_SWAP] >= 0 && j.M * 4 < j.npan * NR * 3) return 1; /* see USE_PANELS; S_SWAP < 0: always (tests) */
     } else if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || s[S_SWAP] == 0 ||
                (s[S_SWAP] > 0 && (p[3] || j.SW < 2 || j.K < SWAP_MIN_K || j.M > SWAP_MAX_M || j.ohw < s[S_SWAP] * j.M ||
                                   j.ohw < (j.padded ? SWAP_MIN_POSITIONS : SWAP_MIN_UNPADDED)))) {
         return 1;
     }
-    j.npan = (j.M + NR - 1) / NR;
     const int64_t wide = (j.M + PANEL - 1) / PANEL; /* panels of PANEL channels, each a whole number of NR */
     if (given) {
         j.wp = p[1];
@@ -943,6 +949,14 @@ int pliant_kernel(void **p, const int64_t *s) {
 #endif
         const int rc = swap_conv(p, s, threads);
         if (rc != 1) return rc;
+    }
+    if (s[S_WPACK]) { /* panels too empty for the turned-around product: the weights as rows again */
+        float *w = grow(&tl_weights, j.M * j.K * (int64_t)sizeof(float));
+        if (!w) return -1;
+        const float *wp = p[1];
+        for (int64_t m = 0; m < j.M; m++)
+            for (int64_t k = 0; k < j.K; k++) w[m * j.K + k] = wp[(m / PANEL * j.K + k) * PANEL + m % PANEL];
+        j.w = w;
     }
     const int64_t khw = j.KH * j.KW;
 

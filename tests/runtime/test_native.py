@@ -193,7 +193,7 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-_MODES = ("gather", "direct", "swap", "packed")
+_MODES = ("gather", "direct", "swap", "packed", "panels")
 
 
 @pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
@@ -201,10 +201,11 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """The C conv as pliant builds and runs it, and with every boundary exercised: tasks of one column
     panel, K blocks of 5 rows, all threads on every call, each way of feeding the GEMM (gathered patches
     everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
-    one group, packed at the call or given packed as PackedConv has them); those also for conv.c's other
+    one group, packed at the call), and weights of one group given packed as PackedConv has them (taken as
+    B where they fill the panels, else unpacked; or as B wherever: "panels"); those also for conv.c's other
     vector paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
-    if mode == "packed":
+    if mode in ("packed", "panels"):
         run = blas_conv._run
 
         def packed_run(x: np.ndarray, w: np.ndarray, *args: Any, group: int, packed: Any = None, **kw: Any) -> None:
@@ -218,7 +219,7 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(blas_conv, "K_BLOCK", 5)
         monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)
         monkeypatch.setattr(blas_conv, "DIRECT_WASTE", -1 if mode == "gather" else 10**9)
-        monkeypatch.setattr(blas_conv, "SWAP_POSITIONS", -1 if mode == "swap" else 0)
+        monkeypatch.setattr(blas_conv, "SWAP_POSITIONS", -1 if mode in ("swap", "panels") else 0)
     if build:
         monkeypatch.setattr(blas_conv, "_FN", [_conv_build(build)])
     return str(request.param)
