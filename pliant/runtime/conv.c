@@ -778,7 +778,7 @@ typedef struct {
     const float *x, *wp, *b, *z, *bias_pad, *params; /* bias_pad: b with zeros to a whole number of panels */
     float *y;
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, act, K, ohw, npan;
-    int64_t per_task, tasks_per_image, wq; /* positions per task (a multiple of MR); padded row width */
+    int64_t tiles, tasks_per_image, wq; /* tiles of MR positions per image, shared evenly; padded row width */
     int padded;                             /* windows may leave the image: read a padded copy */
 } swap_job;
 
@@ -806,8 +806,9 @@ INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restric
 
 static int swap_task(const void *ctx, int64_t t) {
     const swap_job *j = (const swap_job *)ctx;
-    const int64_t n = t / j->tasks_per_image, j0 = (t - n * j->tasks_per_image) * j->per_task;
-    const int64_t j1 = j0 + j->per_task < j->ohw ? j0 + j->per_task : j->ohw;
+    const int64_t n = t / j->tasks_per_image, q = t - n * j->tasks_per_image;
+    const int64_t j0 = q * j->tiles / j->tasks_per_image * MR, e = (q + 1) * j->tiles / j->tasks_per_image * MR;
+    const int64_t j1 = e < j->ohw ? e : j->ohw;
     const float *xn = j->x + n * j->C * j->H * j->W;
     int64_t *kofs = grow(&tl_table, j->K * (int64_t)sizeof(int64_t));
     if (!kofs) return -1;
@@ -923,11 +924,11 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
         j.bias_pad = bp;
     }
     j.wq = (j.OW - 1) * j.SW + (j.KW - 1) * j.DW + 1;
-    /* about 4 tasks per thread, whole tiles of MR positions */
-    int64_t per = (j.ohw * N + 4 * threads - 1) / (4 * threads);
-    per = (per + MR - 1) / MR * MR;
-    j.per_task = per < MR ? MR : per > j.ohw ? (j.ohw + MR - 1) / MR * MR : per;
-    j.tasks_per_image = (j.ohw + j.per_task - 1) / j.per_task;
+    /* about 4 tasks per thread, each an even share of an image's tiles of MR positions (cut at a fixed size,
+     * 64 -> 64 channels on 20x20 made 7 tasks of 7 tiles and one of 1; timed within 2% either way) */
+    j.tiles = (j.ohw + MR - 1) / MR;
+    const int64_t want = (4 * threads + N - 1) / N;
+    j.tasks_per_image = want < j.tiles ? want : j.tiles;
     return share_out(N * j.tasks_per_image, threads, swap_task, &j);
 }
 
