@@ -421,6 +421,10 @@ SCALED_SOFTMAX = True
 COLLAPSE = True
 """Parallel loop nests share out all their outer loops (``collapse``), not only the outermost; False: only it."""
 
+ATTENTION_ROWS = 64
+"""Query rows per block of a fused attention (``RegionUnit._attention``): its scores (rows x keys) stay in this
+thread's cache between the two products; 0 turns the fusion off."""
+
 BATCH_PARALLEL_WORK = 1 << 20
 """A batch of products (MatMul over leading dims) of at least this many multiply-adds in all runs one product per
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
@@ -661,6 +665,11 @@ class RegionUnit:
         self.scaled_softmax = self._scaled_softmax()
         self._folded_muls = {mul: x for mul, x, _ in self.scaled_softmax.values()}
         """Each Mul a Softmax takes in (see _scaled_softmax) -> its other operand, which its result aliases."""
+        self.attention = self._attention_chains()
+        self._attention_inner = {inner: chain[0].operands[0] for chain in self.attention.values()
+                                 for inner in chain[:2]}
+        """The scores product and the Softmax of each fused attention -> its queries (never written: the block's
+        products and softmax run at the second product, see _attention)."""
         self.storage = self._storage()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
@@ -757,6 +766,51 @@ class RegionUnit:
             out[o] = (add, other)
         return out
 
+    def _attention_chains(self) -> dict[Op, tuple[Op, Op]]:
+        """Attention in this unit, MatMul(Q, Kt) -> [Mul by c, see _scaled_softmax] -> Softmax (last axis) ->
+        MatMul(., V), each result read only by the next and not an output, all of one rank with the same batch
+        dims: second product -> (the first, the Softmax).  It runs as one loop over blocks of ATTENTION_ROWS
+        query rows: a block's scores are computed, softmaxed and multiplied by V while they are in cache, instead
+        of all the scores written to memory and read back twice (BERT at 512 tokens: 4 MB a layer)."""
+        out: dict[Op, tuple[Op, Op]] = {}
+        if not ATTENTION_ROWS:
+            return out
+        members = set(self.ops)
+        outputs = set(self.outputs)
+
+        def only_use(v: Value | None, user: Op) -> bool:
+            return v is not None and v not in outputs and len(v.uses) == 1 and next(iter(v.uses)).user is user
+
+        for o in self.ops:
+            if (o.domain, o.name) != ("", "Softmax") or not _last_axis(o, -1) or o in self.bias_adds:
+                continue
+            x = self.scaled_softmax[o][1] if o in self.scaled_softmax else o.operands[0]
+            first = x.defining_op if x is not None else None
+            r = o.results[0]
+            second = next(iter(r.uses)).user if len(r.uses) == 1 else None
+            if first is None or first not in members or (first.domain, first.name) != ("", "MatMul") \
+                    or first in self.bias_adds or not isinstance(second, Op) or second not in members \
+                    or (second.domain, second.name) != ("", "MatMul") or second.operands[0] is not r \
+                    or second.operands[1] is r or second in self.bias_adds or not only_use(r, second):
+                continue
+            if o in self.scaled_softmax:
+                mul = self.scaled_softmax[o][0]
+                if not only_use(x, mul) or not only_use(mul.results[0], o):
+                    continue
+            elif not only_use(x, o):
+                continue
+            q, kt, v = first.operands[0], first.operands[1], second.operands[1]
+            vals = [q, kt, x, v, second.results[0]]
+            if any(w is None or _dtype(w) != DType.FLOAT for w in vals) or q in self.elided:
+                continue
+            shapes = [_shape(w) for w in vals if w is not None]
+            rank = len(shapes[0])
+            if rank < 3 or any(len(sh) != rank for sh in shapes) or not all(
+                    dims_equal(sh[a], shapes[0][a]) for sh in shapes for a in range(rank - 2)):
+                continue
+            out[second] = (first, o)
+        return out
+
     def _scaled_softmax(self) -> dict[Op, tuple[Op, Value, float]]:
         """Softmaxes (and LogSoftmaxes) of a Mul by a positive constant scalar c, the Mul in this unit, read only
         by them and not an output: softmax -> (the Mul, its other operand x, c).  The softmax of c * x is taken
@@ -825,6 +879,11 @@ class RegionUnit:
                 continue
             if o in self._folded_muls:  # NOTE: never read: the Softmax after it reads the Mul's operand
                 st[r] = ("alias", self.vid[self._folded_muls[o]])
+                continue
+            if o in self._attention_inner:  # NOTE: never written nor read (see _attention)
+                q = self._attention_inner[o]
+                assert q is not None
+                st[r] = ("alias", self.vid[q])
                 continue
             if (o.domain == "" and o.name in _ALIASES and r not in out_index) or r in self.elided or r in self.views:
                 src = o.operands[0]
@@ -945,6 +1004,11 @@ class RegionUnit:
             return  # NOTE: added by the product before it (see _bias_adds)
         if o in self._folded_muls:
             return  # NOTE: scaled by the Softmax after it (see _scaled_softmax)
+        if o in self._attention_inner:
+            return  # NOTE: run with the product after them (see _attention)
+        if o in self.attention:
+            self._attention(o)
+            return
         if o.domain == "pliant" and name == "Fused":
             body = o.regions["body"].block
             self._fused(list(body.ops), body.outputs[0], r)
@@ -1061,6 +1125,54 @@ class RegionUnit:
         self.lines.append("} else {")
         self._nest(r, nb, body)
         self.lines += ["}", "}"]
+
+    def _attention(self, o: Op) -> None:
+        """A fused attention (see _attention_chains) at its second product: for each batch index and block of
+        query rows, scores = Q Kt into a scratch buffer of this thread, their softmax in place, then scores V
+        into the result; the blocks shared out over the threads, each product on one thread."""
+        first, soft = self.attention[o]
+        q, kt, v = first.operands[0], first.operands[1], o.operands[1]
+        assert q is not None and kt is not None and v is not None
+        r = o.results[0]
+        rank = len(_shape(r))
+        scale = f" * {self.scaled_softmax[soft][2]!r}f" if soft in self.scaled_softmax else ""
+        rows, dk, keys, dv = self._d(r, rank - 2), self._d(q, rank - 1), self._d(v, rank - 2), self._d(r, rank - 1)
+        batches = self._size(r, 0, rank - 2)
+        tk, tv = int(kt in self.elided), int(v in self.elided)
+        self.lines += [
+            "{",
+            f"  const int64_t nb_ = {batches}, L_ = {rows}, dk_ = {dk}, n_ = {keys}, dv_ = {dv};",
+            f"  const int64_t rb_ = {ATTENTION_ROWS}, blocks_ = (L_ + rb_ - 1) / rb_;",
+            "  int failed_ = 0;",
+            "  _Pragma(\"omp parallel for collapse(2) if(nb_ * L_ * n_ * (dk_ + dv_) >= GEMM_BATCH_WORK)\")",
+            "  for (int64_t b_ = 0; b_ < nb_; b_++) {",
+            "    for (int64_t blk_ = 0; blk_ < blocks_; blk_++) {",
+            "      static __thread float *sc_ = NULL;",
+            "      static __thread int64_t sc_n_ = 0;",
+            "      if (rb_ * n_ > sc_n_) {",
+            "        free(sc_);",
+            "        sc_ = (float *)malloc((size_t)(rb_ * n_) * sizeof(float));",
+            "        sc_n_ = sc_ ? rb_ * n_ : 0;",
+            "      }",
+            "      if (!sc_) { failed_ = 1; continue; }",
+            "      const int64_t r0_ = blk_ * rb_, m_ = L_ - r0_ < rb_ ? L_ - r0_ : rb_;",
+            f"      gemm_t(s, INT64_MAX, 0, {tk}, m_, n_, dk_, 1.0f, {self._p(q)} + (b_ * L_ + r0_) * dk_, "
+            f"{self._p(kt)} + b_ * dk_ * n_, sc_, NULL);",
+            "      for (int64_t row = 0; row < m_; row++) {",
+            "        float *y = sc_ + row * n_;",
+            "        float mx = -INFINITY;",
+            "        _Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n_; i++) mx = y[i] > mx ? y[i] : mx;",
+            "        float sum = 0.0f;",
+            f"        _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n_; i++) {{ const float e = pl_expf((y[i] - mx){scale}); y[i] = e; sum += e; }}",
+            "        const float inv = 1.0f / sum; for (int64_t i = 0; i < n_; i++) y[i] *= inv;",
+            "      }",
+            f"      gemm_t(s, INT64_MAX, 0, {tv}, m_, dv_, n_, 1.0f, sc_, {self._p(v)} + b_ * n_ * dv_, "
+            f"{self._p(r)} + (b_ * L_ + r0_) * dv_, NULL);",
+            "    }",
+            "  }",
+            "  if (failed_) return -1;",
+            "}",
+        ]
 
     def _batch(self, v: Value, out: tuple[Dim, ...], idx: list[str]) -> str:
         """The linear batch index of ``v`` (its dims before the last two) for output batch index ``idx``."""
@@ -1542,7 +1654,9 @@ class RegionUnit:
         """Arena offsets (first fit over the region's order) of the values kept in the arena, and its size."""
         last: dict[Value, int] = {}
         for n, o in enumerate(self.ops):
-            for v in o.operands:
+            # NOTE: a fused attention reads its queries and keys at its second product (see _attention)
+            extra = self.attention[o][0].operands if o in self.attention else []
+            for v in [*o.operands, *extra]:
                 if v is not None and v in self.storage:
                     last[self._root(v)] = n
             if o.domain == "pliant" and o.name == "Fused":
