@@ -231,9 +231,18 @@ def _topk(op: Op, attrs: dict[str, Any]) -> Kernel | None:
     k = ks[0]
     axis, largest = int(attrs.get("axis", -1)), bool(int(attrs.get("largest", 1)))
 
+    native: list[Any] = []
+
     def topk(x: np.ndarray, _k: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if x.ndim == 0 or not 0 <= k <= x.shape[axis] or not -x.ndim <= axis < x.ndim:
             raise _Fallback("TopK: the reference kernel reports this case")
+        if k <= TOPK_SMALL and axis in (-1, x.ndim - 1) and x.dtype == np.float32 and x.flags.c_contiguous:
+            if not native:
+                native.append(_topk_native())
+            if native[0] is not None:
+                picked = native[0](x, k, largest)
+                if picked is not None:
+                    return picked
         keys = np.negative(x) if largest else x
         if np.isnan(keys.reshape(-1).max(initial=0)):
             raise _Fallback("TopK: NaN keys")
@@ -243,6 +252,37 @@ def _topk(op: Op, attrs: dict[str, Any]) -> Kernel | None:
         return np.take_along_axis(x, idx, axis=axis), idx
 
     return _guarded(topk, native=False)
+
+
+TOPK_SMALL = 16
+"""The largest k whose TopK (last axis, float32) one pass in C takes (``topk.c``: O(n*k) per row)."""
+
+
+def _topk_native() -> Callable[[np.ndarray, int, bool], tuple[np.ndarray, np.ndarray] | None] | None:
+    """``topk.c`` for float32 rows: ``topk(x, k, largest) -> (values, indices)``, or None where a key is NaN;
+    None without a C compiler."""
+    from pliant.kernels.compiled import data_pointers
+    from pliant.kernels.errors import TCError
+    from pliant.runtime import csource
+
+    try:
+        fn = csource.load("topk")
+    except (TCError, OSError):
+        return None
+
+    def topk(x: np.ndarray, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        n = x.shape[-1]
+        rows = x.size // n if n else 0
+        values = np.empty((*x.shape[:-1], k), np.float32)
+        indices = np.empty((*x.shape[:-1], k), np.int64)
+        if rows == 0 or k == 0:
+            return values, indices
+        px, pv, pi = data_pointers([x, values, indices])
+        if fn((ctypes.c_void_p * 3)(px, pv, pi), (ctypes.c_int64 * 4)(rows, n, k, int(largest))) != 0:
+            return None  # NOTE: a NaN key: the NumPy path sends the call to the reference kernel
+        return values, indices
+
+    return topk
 
 
 def _clip(x: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
