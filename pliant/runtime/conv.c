@@ -223,16 +223,6 @@ static inline vf activate(vf v, const epilogue *e) {
     }
 }
 
-/* activate() on one float */
-static inline float activate1(float v, const epilogue *e) {
-    switch (e->act) {
-    case 1: return v < 0.0f ? 0.0f : v;
-    case 2: v = v < e->lo ? e->lo : v; return v > e->hi ? e->hi : v;
-    case 3: return v < 0.0f ? e->alpha * v : v;
-    default: return v;
-    }
-}
-
 static inline vf finish(vf v, const epilogue *e, int r, const float *zr, int n) {
     if (zr) v = v_add(v, n == VL ? v_load(zr) : v_load_n(zr, n));
     if (e->bias) v = v_add(v, v_set1(e->bias[r]));
@@ -850,19 +840,27 @@ static int swap_task(const void *ctx, int64_t t) {
             const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->z ? 0 : j->act, j->params[0], j->params[1],
                                 j->params[2]};
             swap_micro(j->K, xr, kofs, j->wp + m0 / PANEL * j->K * PANEL + m0 % PANEL, tile_buf, &e);
-            if (!j->z) {
-                for (int64_t c = 0; c < nc; c++) {
-                    float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
-                    for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
-                }
-            } else {
-                const epilogue ea = {NULL, j->act, j->params[0], j->params[1], j->params[2]};
-                for (int64_t c = 0; c < nc; c++) {
-                    const int64_t at = (n * j->M + m0 + c) * j->ohw + p0;
-                    float *yr = j->y + at;
-                    const float *zr = j->z + at;
-                    for (int r = 0; r < nr; r++) yr[r] = activate1(tile_buf[r * NR + c] + zr[r], &ea);
-                }
+            for (int64_t c = 0; c < nc; c++) {
+                float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
+                for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+            }
+        }
+    }
+    if (j->z) {
+        /* the residual and the activation after it, over the task's positions of each channel while they are in
+         * cache: whole vectors along the rows (added as each tile was stored transposed, one float at a time,
+         * SkipNet's 32 -> 32 channels on 64x64 took 460 us against 400 without a residual) */
+        const epilogue ea = {NULL, j->act, j->params[0], j->params[1], j->params[2]};
+        const int64_t len = j1 - j0;
+        for (int64_t m = 0; m < j->M; m++) {
+            const int64_t at = (n * j->M + m) * j->ohw + j0;
+            float *yr = j->y + at;
+            const float *zr = j->z + at;
+            int64_t q = 0;
+            for (; q + VL <= len; q += VL) v_store(yr + q, activate(v_add(v_load(yr + q), v_load(zr + q)), &ea));
+            if (q < len) {
+                const int rest = (int)(len - q);
+                v_store_n(yr + q, activate(v_add(v_load_n(yr + q, rest), v_load_n(zr + q, rest)), &ea), rest);
             }
         }
     }
