@@ -840,9 +840,16 @@ static int swap_task(const void *ctx, int64_t t) {
             const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->z ? 0 : j->act, j->params[0], j->params[1],
                                 j->params[2]};
             swap_micro(j->K, xr, kofs, j->wp + m0 / PANEL * j->K * PANEL + m0 % PANEL, tile_buf, &e);
-            for (int64_t c = 0; c < nc; c++) {
-                float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
-                for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+            if (nr == MR) { /* NOTE: a fixed count: unrolled, without a compare per store */
+                for (int64_t c = 0; c < nc; c++) {
+                    float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
+                    for (int r = 0; r < MR; r++) yr[r] = tile_buf[r * NR + c];
+                }
+            } else {
+                for (int64_t c = 0; c < nc; c++) {
+                    float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
+                    for (int r = 0; r < nr; r++) yr[r] = tile_buf[r * NR + c];
+                }
             }
         }
     }
