@@ -20,8 +20,9 @@ Convolution weights get the same treatment: conv.c's turned-around product
 ``conv.c``'s "weights as B") streams the weights as the ``B`` panels, which a
 call used to pack from the (M, C, KH, KW) array every time; so only where a
 call would take that product when handed the panels: convolutions of one group
-with a window larger than 1x1 and at least ``MIN_CONV_DEPTH`` products per
-output (C*KH*KW).  Such weights are stored as
+with a window larger than 1x1 (a 1x1 window of stride 1 is a product conv.c
+reads in place) and at least ``MIN_CONV_DEPTH`` products per output
+(C*KH*KW).  Such weights are stored as
 ``pliant.ops.conv.pack_conv_weights`` lays them out, read by
 ``pliant.PackedConv``.  On YOLO's convolutions at 160 px (2 threads) a call
 took 0.80-0.99x its time before; the model 0.93x at 160 px and 0.94x at 480x640.
@@ -50,9 +51,11 @@ pass_name = "pack-weights"
 MIN_SIDE = 32
 """Neither side of a packed weight is shorter: smaller products are not worth a layout of their own."""
 
-MIN_CONV_DEPTH = 128
-"""Products per output (C*KH*KW) from which a convolution's weights are packed: below, conv.c's turned-around
-product costs more in the transposed stores of its tiles than it saves (conv.c's SWAP_MIN_K)."""
+MIN_CONV_DEPTH = 27
+"""Products per output (C*KH*KW) from which a convolution's weights are packed: an RGB image's 3x3 window.
+Measured at 2 threads against the other paths: 3 -> 32 channels at stride 2 on 128x128 0.84x, on 64x64 at
+stride 1 0.91x (on 32x32 1.12x: 2 us more); 1x1 windows of stride 2 (ResNet shortcuts) 0.80-0.83x.  In the
+models: RaNet 0.96-0.99, blockdrop, SkipNet and YOLO 0.98-1.0 against packing from 128 products only."""
 
 
 def pack_weights(module: Module) -> int:
@@ -64,7 +67,8 @@ def pack_weights(module: Module) -> int:
 
 def _takes_conv(user: Op) -> bool:
     """Whether ``user`` (reading the constant as its weights) can become a PackedConv: a float32 2-D Conv of one
-    group with explicit pads, a window larger than 1x1 and at least MIN_CONV_DEPTH products per output."""
+    group with explicit pads, a window larger than 1x1 (or a stride), at least MIN_CONV_DEPTH products per
+    output."""
     x, w = user.operands[0], user.operands[1]
     tx, tw = (x.type if x is not None else None), (w.type if w is not None else None)
     if user.name != "Conv" or not isinstance(tx, TensorType) or not isinstance(tw, TensorType) \
@@ -75,7 +79,10 @@ def _takes_conv(user: Op) -> bool:
         return False
     _, c, kh, kw = (int(d) for d in tw.shape)  # type: ignore[arg-type]
     ks: Any = attrs.get("kernel_shape")
-    return (not ks or [int(e) for e in ks] == [kh, kw]) and kh * kw > 1 and c * kh * kw >= MIN_CONV_DEPTH
+    strides: Any = attrs.get("strides") or [1, 1]
+    # NOTE: a 1x1 window of stride 1 is a product conv.c reads the input of in place (FLAT): not turned around
+    window = kh * kw > 1 or max(int(e) for e in strides) > 1
+    return (not ks or [int(e) for e in ks] == [kh, kw]) and window and c * kh * kw >= MIN_CONV_DEPTH
 
 
 def _pack_conv(const: Op, value: np.ndarray, readers: list[Op]) -> None:

@@ -159,38 +159,44 @@ def test_conv_panels_hold_each_output_channels_weights(m: int) -> None:
     np.testing.assert_array_equal(unpack_conv_weights(p, w.shape), w)
 
 
-CONV_OUTPUTS = ("r1", "r2", "y3", "y4", "y5", "y6", "y7")
+CONV_OUTPUTS = ("r1", "r2", "y3", "y4", "y5", "y6", "y7", "y8", "y9")
 
 
 def _convs() -> onnx.ModelProto:
-    """Four packed weights: a Conv + Relu (36 channels: a last panel of 4), a stride-2 Conv with a residual Add
-    and a Clip, a Conv with no epilogue whose result a TopK reads, a 5x1 window;
-    and three the pass must leave alone: a 1x1 Conv, two groups, a depth of 8*3*3 = 72."""
+    """Six packed weights: a Conv + Relu (36 channels: a last panel of 4), a stride-2 Conv with a residual Add
+    (a 1x1 Conv of stride 2) and a Clip, a Conv with no epilogue whose result a TopK reads, a 5x1 window, a
+    depth of 8*3*3 = 72; and three the pass must leave alone: a 1x1 Conv of stride 1, two groups, a depth of
+    2*3*3 = 18."""
     nodes = [
         N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),          # 16*9: packed
         N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),                   # packed
-        N("Conv", ["r1", "w2s"], ["c2s"], strides=[2, 2], kernel_shape=[1, 1]),                     # 1x1: not
+        N("Conv", ["r1", "w2s"], ["c2s"], strides=[2, 2], kernel_shape=[1, 1]),                     # packed
         N("Add", ["c2", "c2s"], ["s2"]), N("Clip", ["s2", "lo", "hi"], ["r2"]),
         N("Conv", ["r2", "w3"], ["y3"], pads=[1, 2, 1, 2], dilations=[1, 2]),                       # packed
         N("TopK", ["y3", "k"], ["y4", "y4i"], axis=1),
         N("Conv", ["r1", "w5", "b5"], ["c5"], pads=[2, 0, 2, 0]), N("Relu", ["c5"], ["y5"]),        # 5x1: packed
         N("Conv", ["r1", "w6"], ["y6"], group=2, pads=[1, 1, 1, 1]),                                # two groups
         N("Conv", ["x8", "w7"], ["y7"], pads=[1, 1, 1, 1]),                                         # depth 72
+        N("Conv", ["x8", "w8"], ["y8"]),                                                            # 1x1: not
+        N("Conv", ["x2", "w9"], ["y9"], pads=[1, 1, 1, 1]),                                         # depth 18: not
     ]
     inits = [_w("w1", 36, 16, 3, 3), _w("b1", 36), _w("w2", 40, 36, 3, 3), _w("b2", 40), _w("w2s", 40, 36, 1, 1),
              _w("w3", 24, 40, 3, 3), _w("w5", 20, 36, 5, 1), _w("b5", 20), _w("w6", 8, 18, 3, 3),
-             _w("w7", 16, 8, 3, 3), numpy_helper.from_array(np.float32(-0.3), "lo"),
+             _w("w7", 16, 8, 3, 3), _w("w8", 40, 8, 1, 1), _w("w9", 32, 2, 3, 3),
+             numpy_helper.from_array(np.float32(-0.3), "lo"),
              numpy_helper.from_array(np.float32(0.4), "hi"), numpy_helper.from_array(np.array([3]), "k")]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", F, [1, 16, "H", "W"]),
-                     helper.make_tensor_value_info("x8", F, [1, 8, "H", "W"])],
+                     helper.make_tensor_value_info("x8", F, [1, 8, "H", "W"]),
+                     helper.make_tensor_value_info("x2", F, [1, 2, "H", "W"])],
         [helper.make_tensor_value_info(o, F, None) for o in CONV_OUTPUTS], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _conv_feeds(h: int, w: int) -> dict[str, np.ndarray]:
     return {"x": RNG.standard_normal((1, 16, h, w)).astype(np.float32),
-            "x8": RNG.standard_normal((1, 8, h, w)).astype(np.float32)}
+            "x8": RNG.standard_normal((1, 8, h, w)).astype(np.float32),
+            "x2": RNG.standard_normal((1, 2, h, w)).astype(np.float32)}
 
 
 def _packed_convs(module: pliant.ir.Module) -> list[Any]:
@@ -202,9 +208,9 @@ def _packed_convs(module: pliant.ir.Module) -> list[Any]:
 def test_packed_convs_match_onnxruntime(hw: tuple[int, int]) -> None:
     model = _convs()
     exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
-    assert {p["name"]: p["changes"] for p in exe.report()["passes"]}["pack-weights"] == 4
+    assert {p["name"]: p["changes"] for p in exe.report()["passes"]}["pack-weights"] == 6
     packed = _packed_convs(exe.module)
-    assert len(packed) == 4
+    assert len(packed) == 6
     fused = [op for op in exe.module.walk() if op.name == "FusedConv" and op.attrs.get("weight_shape")]
     assert len(fused) == 3  # with Relu, with the residual and Clip, and the 5x1 window with Relu
     feeds = _conv_feeds(*hw)
@@ -215,8 +221,8 @@ def test_the_conv_reference_kernel_unpacks() -> None:
     """Interpreted op by op, a PackedConv unpacks its panels: the same results as ONNX Runtime's."""
     model = _convs()
     module = pliant.load(model.SerializeToString())
-    assert pack_weights(module) == 4
-    assert len(_packed_convs(module)) == 4
+    assert pack_weights(module) == 6
+    assert len(_packed_convs(module)) == 6
     feeds = _conv_feeds(7, 6)
     _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, CONV_OUTPUTS, 1e-4)
 
