@@ -51,11 +51,12 @@ pass_name = "pack-weights"
 MIN_SIDE = 32
 """Neither side of a packed weight is shorter: smaller products are not worth a layout of their own."""
 
-MIN_CONV_DEPTH = 27
-"""Products per output (C*KH*KW) from which a convolution's weights are packed: an RGB image's 3x3 window.
-Measured at 2 threads against the other paths: 3 -> 32 channels at stride 2 on 128x128 0.84x, on 64x64 at
-stride 1 0.91x (on 32x32 1.12x: 2 us more); 1x1 windows of stride 2 (ResNet shortcuts) 0.80-0.83x.  In the
-models: RaNet 0.96-0.99, blockdrop, SkipNet and YOLO 0.98-1.0 against packing from 128 products only."""
+MIN_CONV_DEPTH = 9
+"""Products per output (C*KH*KW) from which a convolution's weights are packed: one channel's 3x3 window.
+Measured at 2 threads against the other paths: 1 -> 64 channels at stride 2 (conformer's first) 0.80x; 3 -> 32
+at stride 2 on 128x128 0.84x, on 64x64 at stride 1 0.91x (on 32x32 1.12x: 2 us more); 1x1 windows of stride 2
+(ResNet shortcuts) 0.80-0.83x.  In the models, against packing from 128 products only: RaNet 0.96-0.99,
+conformer, blockdrop, SkipNet and YOLO 0.98-1.0."""
 
 
 def pack_weights(module: Module) -> int:

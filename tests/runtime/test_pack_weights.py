@@ -166,7 +166,7 @@ def _convs() -> onnx.ModelProto:
     """Six packed weights: a Conv + Relu (36 channels: a last panel of 4), a stride-2 Conv with a residual Add
     (a 1x1 Conv of stride 2) and a Clip, a Conv with no epilogue whose result a TopK reads, a 5x1 window, a
     depth of 8*3*3 = 72; and three the pass must leave alone: a 1x1 Conv of stride 1, two groups, a depth of
-    2*3*3 = 18."""
+    2*2*2 = 8."""
     nodes = [
         N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),          # 16*9: packed
         N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),                   # packed
@@ -178,11 +178,11 @@ def _convs() -> onnx.ModelProto:
         N("Conv", ["r1", "w6"], ["y6"], group=2, pads=[1, 1, 1, 1]),                                # two groups
         N("Conv", ["x8", "w7"], ["y7"], pads=[1, 1, 1, 1]),                                         # depth 72
         N("Conv", ["x8", "w8"], ["y8"]),                                                            # 1x1: not
-        N("Conv", ["x2", "w9"], ["y9"], pads=[1, 1, 1, 1]),                                         # depth 18: not
+        N("Conv", ["x2", "w9"], ["y9"], pads=[1, 1, 0, 0]),                                         # depth 8: not
     ]
     inits = [_w("w1", 36, 16, 3, 3), _w("b1", 36), _w("w2", 40, 36, 3, 3), _w("b2", 40), _w("w2s", 40, 36, 1, 1),
              _w("w3", 24, 40, 3, 3), _w("w5", 20, 36, 5, 1), _w("b5", 20), _w("w6", 8, 18, 3, 3),
-             _w("w7", 16, 8, 3, 3), _w("w8", 40, 8, 1, 1), _w("w9", 32, 2, 3, 3),
+             _w("w7", 16, 8, 3, 3), _w("w8", 40, 8, 1, 1), _w("w9", 32, 2, 2, 2),
              numpy_helper.from_array(np.float32(-0.3), "lo"),
              numpy_helper.from_array(np.float32(0.4), "hi"), numpy_helper.from_array(np.array([3]), "k")]
     graph = helper.make_graph(
