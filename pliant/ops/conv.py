@@ -316,9 +316,7 @@ def _packed_conv_infer(ctx: InferContext) -> list[Type]:
 @register("PackedConv", Dynamism.ISDOS, domain="pliant", infer=_packed_conv_infer, family=CONV,
           schema=PACKED_CONV_SCHEMA)
 def packed_conv(ctx: KernelContext, x: np.ndarray, p: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    shape = packed_weight_shape(ctx.attrs, p.shape, "PackedConv", OpRuntimeError)
-    if p.shape != (-(-shape[0] // PACK_PANEL), shape[1] * shape[2] * shape[3], PACK_PANEL):
-        raise OpRuntimeError(f"PackedConv: W has shape {list(p.shape)}, which weight_shape {list(shape)} does not fit")
+    shape = packed_weight_shape(ctx.attrs, p.shape, "PackedConv", OpRuntimeError)  # NOTE: checks the panels
     return conv(ctx, x, unpack_conv_weights(p, shape), b)
 
 

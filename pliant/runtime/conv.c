@@ -12,9 +12,9 @@
  *   GATHER: NR-column panels (KC x NR contiguous) the task gathers from the input, any geometry;
  *   DIRECT: a zero-padded copy of the task's input rows, read in place (width stride 1);
  *   FLAT:   the input itself (an unpadded stride-1 1x1 convolution).
- * Where the output positions far outnumber the channels (S_SWAP), the product is turned around instead: Y^T =
- * P^T W^T, the weights packed per call as the NR-wide panels and the patches read in place by broadcasts (see
- * "weights as B").
+ * Where the output positions far outnumber the channels (S_SWAP), or the weights come as panels (S_WPACK), the
+ * product is turned around instead: Y^T = P^T W^T, the weights as the B panels and the patches read in place by
+ * broadcasts (see "weights as B").
  * The output columns (and, where they are few, the output channels) are cut into tasks that OpenMP
  * threads take in turn; nothing is shared between tasks but read-only input, so one `omp parallel`
  * region does the whole call (no other thread pool is woken).
@@ -744,8 +744,8 @@ static int conv_task(const void *ctx, int64_t t) {
  * With far more output positions than channels, the product is turned around: Y^T (positions x M) =
  * P^T (positions x K) W^T (K x M).  MR output positions are the tile's rows, their patches read in place
  * (a broadcast per position and k, at the position's window origin plus k's offset: no gather), and the
- * weights are the B panels, NR channels wide, packed once per call (M*K copies against M*K*positions
- * multiply-adds).  The tile, MR positions by NR channels, is stored transposed into the NCHW result through
+ * weights are the B panels, PANEL channels wide: given so (S_WPACK, laid out once by pliant.PackedConv) or
+ * packed once per call (M*K copies against M*K*positions multiply-adds).  The tile, MR positions by NR channels, is stored transposed into the NCHW result through
  * a small buffer, with the epilogue.  Where the windows may leave the image, each task reads a zero-padded
  * copy of the input rows it needs. */
 /* Where it is taken (measured at 2 threads against the other paths, 12 alternating rounds): 64 -> 64
@@ -948,14 +948,12 @@ int pliant_kernel(void **p, const int64_t *s) {
     j.cg = j.C / j.G, j.mg = j.M / j.G, j.K = j.cg * j.KH * j.KW, j.ohw = j.OH * j.OW;
     j.wp = (j.W + j.SW - 1) / j.SW, j.npm = (j.mg + MR - 1) / MR;
     if (N == 0 || j.M == 0 || j.ohw == 0) return 0;
-    {
-        int threads = 1;
+    int threads = 1;
 #ifdef _OPENMP
-        if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
+    if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
 #endif
-        const int rc = swap_conv(p, s, threads);
-        if (rc != 1) return rc;
-    }
+    const int rc = swap_conv(p, s, threads);
+    if (rc != 1) return rc;
     if (s[S_WPACK]) { /* panels too empty for the turned-around product: the weights as rows again */
         float *w = grow(&tl_weights, j.M * j.K * (int64_t)sizeof(float));
         if (!w) return -1;
@@ -985,10 +983,8 @@ int pliant_kernel(void **p, const int64_t *s) {
     const int64_t all = (j.ohw + NR - 1) / NR * NR;
     j.nc = s[S_BLOCK] / j.kcb / NR * NR;
     j.nc = j.nc < NR ? NR : j.nc > all ? all : j.nc;
-    int threads = 1;
     j.mblk = 1;
 #ifdef _OPENMP
-    if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
     if (threads > 1) {
         /* about 4 tasks per thread, so that a thread that wakes late still gets its share */
         const int64_t budget = j.nc, per_image = (4 * threads + N * j.G - 1) / (N * j.G);

@@ -430,6 +430,20 @@ BATCH_PARALLEL_WORK = 1 << 20
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
 
 
+def _softmax_row(scale: str, log: bool) -> list[str]:
+    """C lines of a (log-)softmax of one row: x to y (which may be x), n floats, each x times the scale first."""
+    fin = (f"for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mx){scale} - logf(sum);" if log else
+           "const float inv = 1.0f / sum; for (int64_t i = 0; i < n; i++) y[i] *= inv;")
+    keep = "" if log else "y[i] = e; "
+    return [
+        "float mx = -INFINITY;",
+        "_Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
+        "float sum = 0.0f;",
+        f"_Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) {{ const float e = pl_expf((x[i] - mx){scale}); {keep}sum += e; }}",
+        fin,
+    ]
+
+
 def _weight_shape(op: Op) -> tuple[Dim, ...]:
     """A conv's weight shape (M, C/group, kernel...): a PackedConv's (or its FusedConv's) from its attribute."""
     packed = op.attrs.get("weight_shape")
@@ -609,8 +623,7 @@ class _ConvC:
     act: str
     params: tuple[float, float, float]
     check: str
-    m: str  # the weight's sizes (output channels, channels per group)
-    cg: str
+    m: str  # the weight's output channels
     packed: bool  # w is PackedConv's panels
 
 
@@ -1159,12 +1172,8 @@ class RegionUnit:
             f"      gemm_t(s, INT64_MAX, 0, {tk}, m_, n_, dk_, 1.0f, {self._p(q)} + (b_ * L_ + r0_) * dk_, "
             f"{self._p(kt)} + b_ * dk_ * n_, sc_, NULL);",
             "      for (int64_t row = 0; row < m_; row++) {",
-            "        float *y = sc_ + row * n_;",
-            "        float mx = -INFINITY;",
-            "        _Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n_; i++) mx = y[i] > mx ? y[i] : mx;",
-            "        float sum = 0.0f;",
-            f"        _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n_; i++) {{ const float e = pl_expf((y[i] - mx){scale}); y[i] = e; sum += e; }}",
-            "        const float inv = 1.0f / sum; for (int64_t i = 0; i < n_; i++) y[i] *= inv;",
+            "        const int64_t n = n_; float *y = sc_ + row * n; const float *x = y;",
+            *("        " + line for line in _softmax_row(scale, False)),
             "      }",
             f"      gemm_t(s, INT64_MAX, 0, {tv}, m_, dv_, n_, 1.0f, sc_, {self._p(v)} + b_ * n_ * dv_, "
             f"{self._p(r)} + (b_ * L_ + r0_) * dv_, NULL);",
@@ -1222,18 +1231,11 @@ class RegionUnit:
         rank = len(_shape(x))
         n = self._d(x, rank - 1)
         rows = self._size(x, 0, rank - 1)
-        fin = (f"for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mx){scale} - logf(sum);" if log else
-               "const float inv = 1.0f / sum; for (int64_t i = 0; i < n; i++) y[i] *= inv;")
-        keep = "" if log else "y[i] = e; "
         self.lines += [
             f"_Pragma(\"omp parallel for if({rows} * {n} >= {PARALLEL_MIN_WORK})\")",
             f"for (int64_t row = 0; row < {rows}; row++) {{",
             f"  const int64_t n = {n}; const float *x = {self._p(x)} + row * n; float *y = {self._p(r)} + row * n;",
-            "  float mx = -INFINITY;",
-            "  _Pragma(\"omp simd reduction(max:mx)\") for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;",
-            "  float sum = 0.0f;",
-            f"  _Pragma(\"omp simd reduction(+:sum)\") for (int64_t i = 0; i < n; i++) {{ const float e = pl_expf((x[i] - mx){scale}); {keep}sum += e; }}",
-            f"  {fin}",
+            *("  " + line for line in _softmax_row(scale, log)),
             "}",
         ]
 
@@ -1363,7 +1365,7 @@ class RegionUnit:
         check = (f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 "
                  f"!= {ow} || {dw(1)} * {group} != {d(x, 1)} || {dw(0)} % {group} != 0) return 2;")
         return _ConvC(x, w, b, z, r, h, wd, kh, kw, oh, ow, st, pads, dil, group, act, (lo, hi, alpha), check,
-                      dw(0), dw(1), bool(o.attrs.get("weight_shape")))
+                      dw(0), bool(o.attrs.get("weight_shape")))
 
     def _conv(self, o: Op) -> None:
         """conv.c's entry (address in s[2]) with this op's geometry and epilogue; a geometry the sizes contradict
