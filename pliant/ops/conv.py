@@ -270,14 +270,26 @@ def conv(ctx: KernelContext, x: np.ndarray, w: np.ndarray, b: np.ndarray | None 
 
 
 # -- PackedConv ---------------------------------------------------------------------
-# ``pliant.PackedConv(x, p, b, weight_shape=[M, C, KH, KW])`` is ``Conv(x, w, b)`` (one group, 2-D) for a
-# constant ``w`` stored as the panels conv.c's turned-around product streams: ``w`` as a (C*KH*KW) x M matrix
-# packed by ``pack_columns`` (PACK_PANEL output channels a panel), laid out once by
-# ``pliant.transforms.pack_weights`` instead of at every call.
+# ``pliant.PackedConv(x, p, b, weight_shape=[M, C, KH, KW], layout=...)`` is ``Conv(x, w, b)`` (one group, 2-D)
+# for a constant ``w`` stored, once, by ``pliant.transforms.pack_weights``, in the layout conv.c streams instead
+# of rearranging it at every call:
+#   "panels" (the default): the panels of its turned-around product, ``w`` as a (C*KH*KW) x M matrix packed by
+#     ``pack_columns`` (PACK_PANEL output channels a panel);
+#   "winograd": a 3x3 window of stride 1 and no dilation, as Winograd F(2x2, 3x3)'s transformed weights
+#     ``U[4i + j, m, c] = (G w[m, c] G^T)[i, j]`` (``pack_winograd_weights``), which conv.c multiplies by the
+#     transformed input tiles: 16 products per 2x2 outputs and channel pair instead of 36.
 
 PACKED_CONV_SCHEMA = Schema(
     "PackedConv", "pliant", 1, (ParamSpec("X"), ParamSpec("W"), ParamSpec("B", optional=True)), (ParamSpec("Y"),),
-    {"weight_shape": None, "strides": None, "pads": None, "dilations": None}, frozenset({"weight_shape"}))
+    {"weight_shape": None, "strides": None, "pads": None, "dilations": None, "layout": "panels"},
+    frozenset({"weight_shape"}))
+
+PACKED_LAYOUTS = ("panels", "winograd")
+"""PackedConv's layouts; conv.c's S_WPACK is a layout's index plus one."""
+
+WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+"""F(2x2, 3x3)'s weight transform (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+interpolation at 0, 1, -1 and infinity."""
 
 
 def pack_conv_weights(w: np.ndarray) -> np.ndarray:
@@ -290,16 +302,59 @@ def unpack_conv_weights(p: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(unpack_columns(p, int(shape[0])).T).reshape(*shape)
 
 
+def pack_winograd_weights(w: np.ndarray) -> np.ndarray:
+    """3x3 conv weights (M, C, 3, 3) as PackedConv's "winograd" layout: shape (16, M, C), computed in float64."""
+    if w.ndim != 4 or w.shape[2:] != (3, 3):
+        raise ValueError(f"Winograd F(2x2, 3x3) needs weights of shape (M, C, 3, 3), got {w.shape}")
+    u = np.einsum("ij,mcjk,lk->ilmc", WINOGRAD_G, w.astype(np.float64), WINOGRAD_G)
+    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]), dtype=w.dtype)
+
+
+def unpack_winograd_weights(u: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The weights (M, C, 3, 3) whose transform ``u`` is (``pack_winograd_weights``'s inverse: G's left inverse
+    on both sides, exact up to float32 rounding)."""
+    gi = np.linalg.pinv(WINOGRAD_G)
+    m, c = int(shape[0]), int(shape[1])
+    w = np.einsum("ai,ijmc,bj->mcab", gi, u.astype(np.float64).reshape(4, 4, m, c), gi)
+    return np.ascontiguousarray(w, dtype=u.dtype)
+
+
+def packed_layout(attrs: Any, what: str, error: type[Exception] = ShapeInferenceError) -> str:
+    """PackedConv's (or its FusedConv's) ``layout`` attribute, checked."""
+    layout = attrs.get("layout") or "panels"
+    if layout not in PACKED_LAYOUTS:
+        raise error(f"{what}: PackedConv's layout must be one of {list(PACKED_LAYOUTS)}, got {layout!r}")
+    return str(layout)
+
+
+def packed_array_shape(layout: str, weight_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The shape of weights ``weight_shape`` (M, C, KH, KW) stored in PackedConv's ``layout``."""
+    m, c, kh, kw = (int(e) for e in weight_shape)
+    return (16, m, c) if layout == "winograd" else (-(-m // PACK_PANEL), c * kh * kw, PACK_PANEL)
+
+
+def unpack_packed_weights(p: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
+    """The weights (M, C, KH, KW) stored as ``p`` in PackedConv's ``layout``."""
+    return unpack_winograd_weights(p, shape) if layout == "winograd" else unpack_conv_weights(p, shape)
+
+
 def packed_weight_shape(attrs: Any, panels: tuple[Any, ...] | None, what: str,
                         error: type[Exception] = ShapeInferenceError) -> tuple[int, int, int, int]:
-    """PackedConv's ``weight_shape`` attribute, checked against the panels' shape (where known)."""
+    """PackedConv's ``weight_shape`` attribute, checked against its layout and the stored array's shape (where
+    known)."""
     ws = attrs.get("weight_shape")
     if not isinstance(ws, list | tuple) or len(ws) != 4 or any(int(e) < 1 for e in ws):
         raise error(f"{what}: PackedConv needs 'weight_shape' = [M, C, KH, KW] (positive), got {ws!r}")
     m, c, kh, kw = (int(e) for e in ws)
-    want = (-(-m // PACK_PANEL), c * kh * kw, PACK_PANEL)
+    layout = packed_layout(attrs, what, error)
+    if layout == "winograd":
+        strides, dil = attrs.get("strides") or [1, 1], attrs.get("dilations") or [1, 1]
+        if (kh, kw) != (3, 3) or any(int(e) != 1 for e in [*strides, *dil]):
+            raise error(f"{what}: PackedConv's winograd layout is for 3x3 windows of stride 1 without dilation, "
+                        f"got weight_shape {[m, c, kh, kw]}, strides {list(strides)}, dilations {list(dil)}")
+    want = packed_array_shape(layout, (m, c, kh, kw))
     if panels is not None and (len(panels) != 3 or any(isinstance(a, int) and a != b for a, b in zip(panels, want))):
-        raise error(f"{what}: PackedConv's W must be panels of shape {list(want)} for weight_shape "
+        raise error(f"{what}: PackedConv's W ({layout}) must have shape {list(want)} for weight_shape "
                     f"{[m, c, kh, kw]}, got {list(panels)}")
     return m, c, kh, kw
 
@@ -316,8 +371,8 @@ def _packed_conv_infer(ctx: InferContext) -> list[Type]:
 @register("PackedConv", Dynamism.ISDOS, domain="pliant", infer=_packed_conv_infer, family=CONV,
           schema=PACKED_CONV_SCHEMA)
 def packed_conv(ctx: KernelContext, x: np.ndarray, p: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    shape = packed_weight_shape(ctx.attrs, p.shape, "PackedConv", OpRuntimeError)  # NOTE: checks the panels
-    return conv(ctx, x, unpack_conv_weights(p, shape), b)
+    shape = packed_weight_shape(ctx.attrs, p.shape, "PackedConv", OpRuntimeError)  # NOTE: checks the array
+    return conv(ctx, x, unpack_packed_weights(p, packed_layout(ctx.attrs, "PackedConv"), shape), b)
 
 
 # -- ConvInteger / QLinearConv ------------------------------------------------------

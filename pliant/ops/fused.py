@@ -62,7 +62,7 @@ FUSED_CONV_SCHEMA = Schema(
     (ParamSpec("X"), ParamSpec("W"), ParamSpec("B", optional=True), ParamSpec("Z", optional=True)),
     (ParamSpec("Y"),),
     {"strides": None, "pads": None, "dilations": None, "group": 1, "activation": "", "activation_params": None,
-     "weight_shape": None},
+     "weight_shape": None, "layout": None},
     frozenset({"pads"}),
 )
 """A convolution with its epilogue, ``Y = activation(Conv(X, W, B) + Z)``, made by
@@ -70,7 +70,7 @@ FUSED_CONV_SCHEMA = Schema(
 the original ops (it defines the op and runs where the native kernel cannot);
 the attributes are the convolution's (explicit ``pads``), the activation's op
 name ("" for none) and its parameters (Clip's min and max, LeakyRelu's alpha);
-``weight_shape`` where the convolution is a ``pliant.PackedConv`` (W its panels)."""
+``weight_shape`` and ``layout`` where the convolution is a ``pliant.PackedConv`` (W stored in that layout)."""
 
 
 @register("FusedConv", Dynamism.ISDOS, domain="pliant", infer=_infer, schema=FUSED_CONV_SCHEMA, verify=_verify,

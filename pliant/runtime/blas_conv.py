@@ -131,37 +131,40 @@ _POINTERS = ctypes.c_void_p * 6
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, *,
            outs: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int], pads_begin: tuple[int, int],
            group: int, activation: str = "", params: tuple[float, float, float] = (0.0, 0.0, 0.0),
-           packed: tuple[int, int, int, int] | None = None) -> np.ndarray:
+           packed: tuple[int, int, int, int] | None = None, layout: str = "panels") -> np.ndarray:
     """``act(conv(x, w) + b + z)``; x (N, C, H, W), w (M, C/group, KH, KW), b (M,), z (N, M, OH, OW).
 
-    ``packed``: w is the weights of that shape as ``pliant.PackedConv``'s panels
-    (``pliant.ops.conv.pack_conv_weights``; one group).  The caller has checked
-    the geometry (``outs`` is the output size the window allows); arrays are
-    C-contiguous float32 of the shapes above.
+    ``packed``: w is the weights of that shape as ``pliant.PackedConv`` stores them in
+    ``layout`` ("panels": ``pliant.ops.conv.pack_conv_weights``; "winograd":
+    ``pack_winograd_weights``, a 3x3 window of stride 1; one group).  The caller
+    has checked the geometry (``outs`` is the output size the window allows);
+    arrays are C-contiguous float32 of the shapes above.
     """
     y = np.empty((x.shape[0], (packed or w.shape)[0], outs[0], outs[1]), np.float32)
     _run(x, w, b, z, y, strides=strides, dilations=dilations, pads_begin=pads_begin, group=group,
-         activation=activation, params=params, packed=packed)
+         activation=activation, params=params, packed=packed, layout=layout)
     return y
 
 
 def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None, y: np.ndarray, *,
          strides: tuple[int, int], dilations: tuple[int, int], pads_begin: tuple[int, int], group: int,
-         activation: str, params: tuple[float, float, float], packed: tuple[int, int, int, int] | None = None) -> None:
+         activation: str, params: tuple[float, float, float], packed: tuple[int, int, int, int] | None = None,
+         layout: str = "panels") -> None:
     """``conv2d`` into ``y`` (N, M, OH, OW), C-contiguous float32."""
     if z is not None and z.shape != y.shape:
         raise ValueError(f"conv: the residual input has shape {z.shape}, expected {y.shape}")
     # NOTE: the sizes depend on the geometry only; a ctypes array of them costs 2 us to build, a look-up 0.3
     ws = packed or w.shape
+    wpack = 0 if packed is None else 2 if layout == "winograd" else 1  # NOTE: conv.c's S_WPACK
     key = (*x.shape, *ws, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
-           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, packed is not None)
+           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack)
     sizes = _SIZES.get(key)
     if sizes is None:
         n, c, h, wd = x.shape
         m, _, kh, kw = ws
         sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
                         dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
-                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, packed is not None)
+                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, wpack)
         if len(_SIZES) < _SIZES_KEPT:
             _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()
@@ -176,6 +179,7 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
         pointers = _POINTERS(ptrs[0], ptrs[1], ptr_b, ptr_z, ptrs[2], ptrs[3])
     rc = fn(pointers, sizes)
     if rc == -2:
-        raise ValueError("conv: conv.c refused the call (packed weights need one group)")
+        raise ValueError("conv: conv.c refused the call (packed weights need one group; Winograd's a 3x3 window of "
+                         "stride 1 without dilation)")
     if rc != 0:
         raise MemoryError("conv: could not allocate the scratch buffers")

@@ -41,6 +41,8 @@
  *   w[p][k][c] = W[p*PANEL + c][k] (zeros past the last channel; k over C*KH*KW), and the call takes that
  *   product, with a residual too (pliant.transforms.pack_weights), unless too few channels would fill its
  *   panels: then it unpacks them for the other paths; one group, or -2.
+ *   S_WPACK 2: w holds a 3x3 convolution's weights as Winograd F(2x2, 3x3) transforms them (see "Winograd"), and
+ *   the call runs that algorithm; one group, stride 1, no dilation, or -2.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -86,6 +88,7 @@ static inline vf v_load(const float *p) { return _mm512_loadu_ps(p); }
 static inline void v_store(float *p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vf v_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 static inline vf v_max(vf a, vf b) { return _mm512_max_ps(a, b); } /* a > b ? a : b: b where either is NaN */
 static inline vf v_min(vf a, vf b) { return _mm512_min_ps(a, b); } /* a < b ? a : b */
 static inline vf v_leaky(vf v, vf alpha) {
@@ -106,6 +109,7 @@ static inline vf v_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline void v_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
 static inline vf v_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 static inline vf v_max(vf a, vf b) { return _mm256_max_ps(a, b); }
 static inline vf v_min(vf a, vf b) { return _mm256_min_ps(a, b); }
 static inline vf v_leaky(vf v, vf alpha) {
@@ -127,6 +131,7 @@ static inline vf v_load(const float *p) { vf v; memcpy(&v, p, sizeof v); return 
 static inline void v_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf v_fma(vf a, vf b, vf c) { return a * b + c; }
 static inline vf v_add(vf a, vf b) { return a + b; }
+static inline vf v_sub(vf a, vf b) { return a - b; }
 static inline vf v_pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); } /* m ? a : b */
 static inline vf v_max(vf a, vf b) { return v_pick(a > b, a, b); }
 static inline vf v_min(vf a, vf b) { return v_pick(a < b, a, b); }
@@ -152,6 +157,7 @@ static inline vf v_load(const float *p) { return *p; }
 static inline void v_store(float *p, vf v) { *p = v; }
 static inline vf v_fma(vf a, vf b, vf c) { return a * b + c; }
 static inline vf v_add(vf a, vf b) { return a + b; }
+static inline vf v_sub(vf a, vf b) { return a - b; }
 static inline vf v_max(vf a, vf b) { return a > b ? a : b; }
 static inline vf v_min(vf a, vf b) { return a < b ? a : b; }
 static inline vf v_leaky(vf v, vf alpha) { return v < 0.0f ? alpha * v : v; }
@@ -687,11 +693,15 @@ static inline void relax(void) {
 #endif
 }
 
-/* tasks 0..ntasks-1 on `threads` threads (task(ctx, t) != 0: a scratch buffer could not be allocated) */
-static int share_out(int64_t ntasks, int threads, int (*task)(const void *, int64_t), const void *ctx) {
+typedef int (*task_fn)(const void *, int64_t);
+
+/* tasks 0..n[0]-1 of step[0], then (once all of those are done) 0..n[1]-1 of step[1], ... on `threads` threads, in
+ * one parallel region (task(ctx, t) != 0: a scratch buffer could not be allocated) */
+static int share_steps(int steps, const int64_t *n, const task_fn *step, int threads, const void *ctx) {
     if (threads <= 1) {
-        for (int64_t t = 0; t < ntasks; t++)
-            if (task(ctx, t)) return -1;
+        for (int k = 0; k < steps; k++)
+            for (int64_t t = 0; t < n[k]; t++)
+                if (step[k](ctx, t)) return -1;
         return 0;
     }
 #ifdef _OPENMP
@@ -702,19 +712,29 @@ static int share_out(int64_t ntasks, int threads, int (*task)(const void *, int6
      * thread spins, not sleeps, while another thread is still on a task, so the region's closing barrier
      * usually finds everyone there.  It does not spin for a thread that has not started (with the other CPU
      * busy elsewhere it may not run for a scheduler tick: spinning then kept the call at 8 ms instead of
-     * 80 us), nor longer than SPIN_S: it sleeps in the barrier, which frees its CPU for the late thread. */
-    int64_t next = 0;
+     * 80 us), nor longer than SPIN_S: it sleeps in the barrier, which frees its CPU for the late thread.
+     * Between steps a thread waits (spinning) for the tasks others took, not for the others: one that
+     * has not started holds nobody up. */
+    int64_t next[4] = {0, 0, 0, 0}, finished[4] = {0, 0, 0, 0};
     int started = 0, done = 0, failed = 0;
+    if (steps > 4) return -1;
 #pragma omp parallel num_threads(threads)
     {
         const int me = omp_get_thread_num();
         __atomic_fetch_add(&started, 1, __ATOMIC_RELAXED);
-        for (;;) {
-            const int64_t t = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
-            if (t >= ntasks) break;
-            if (task(ctx, t)) {
-                __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-                break;
+        for (int k = 0; k < steps && !__atomic_load_n(&failed, __ATOMIC_RELAXED); k++) {
+            if (k > 0)
+                while (__atomic_load_n(&finished[k - 1], __ATOMIC_ACQUIRE) < n[k - 1] &&
+                       !__atomic_load_n(&failed, __ATOMIC_RELAXED))
+                    relax();
+            for (;;) {
+                const int64_t t = __atomic_fetch_add(&next[k], 1, __ATOMIC_RELAXED);
+                if (t >= n[k]) break;
+                if (step[k](ctx, t)) {
+                    __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+                    break;
+                }
+                __atomic_fetch_add(&finished[k], 1, __ATOMIC_RELEASE);
             }
         }
         __atomic_fetch_add(&done, 1, __ATOMIC_RELEASE);
@@ -730,6 +750,11 @@ static int share_out(int64_t ntasks, int threads, int (*task)(const void *, int6
 #else
     return 0;
 #endif
+}
+
+/* tasks 0..ntasks-1 on `threads` threads (see share_steps) */
+static int share_out(int64_t ntasks, int threads, task_fn task, const void *ctx) {
+    return share_steps(1, &ntasks, &task, threads, ctx);
 }
 
 static int conv_task(const void *ctx, int64_t t) {
@@ -937,6 +962,288 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     return share_out(N * j.tasks_per_image, threads, swap_task, &j);
 }
 
+/* --- Winograd F(2x2, 3x3): weights given transformed (S_WPACK 2) -------------------------------------
+ * A 3x3 convolution of stride 1, no dilation and one group, over 2x2 tiles of the output:
+ *     Y = A^T [ U . (B^T d B) ] A,   U = G g G^T (4x4, laid out once: pliant.transforms.pack_weights)
+ * for each tile's 4x4 input d, summed over the input channels: 16 products per output pair of channels and
+ * tile of 4 outputs, against 36 directly (2.25x fewer).  The sum over channels is 16 GEMMs, one per element
+ * xi of the 4x4 transformed tile: Mx[xi] (M x tiles) = U[xi] (M x C) V[xi] (C x tiles), run by the
+ * microkernel above (weights broadcast from U's rows in place, V's rows read in place).  Per block of tile
+ * rows (the transformed input of the whole image, unless it outgrows WINO_BLOCK):
+ *   1. V[xi][c][tile] = (B^T d B)[xi] for every channel (tasks: runs of channels), from each input row split
+ *      into its even and odd columns (a tile's 4 columns are then two adjacent entries of each);
+ *   2. per run of output channels (tasks): the 16 products, then A^T Mx A per tile, interleaved into output
+ *      rows, with the residual, the bias and the activation.
+ * w (S_WPACK 2): U as float[16][M][C], U[4i + j][m][c] = (G w[m][c] G^T)[i][j]
+ * (pliant.ops.conv.pack_winograd_weights).  Rounding: within 2x a direct product's in the tests (B^T and A^T
+ * are 0 and +-1; G's halves are exact). */
+#define WT 16                /* elements of a transformed tile (4x4) */
+/* V[xi] (and Mx[xi]) n floats apart: past a multiple of 4 KiB by one cache line, so that the 16 stores (or loads) of
+ * a tile do not all fall into one L1 set (64 channels of 8x8: 16 tiles of 64 channels are exactly 4 KiB; the
+ * input transform took 3x its time) */
+static inline int64_t skewed(int64_t n) { return (n + 1023) / 1024 * 1024 + 16; }
+#define WINO_BLOCK (1 << 17) /* floats of transformed input (V) per block of tile rows (512 KiB), at least one row */
+
+typedef struct {
+    const float *x, *u, *b, *z, *params;
+    float *y, *v;
+    int64_t C, H, W, M, OH, OW, PT, PL, act;
+    int64_t TW, ty0, nty, P, n; /* tiles per row; the block: tile rows ty0.. (nty of them, P tiles), image n */
+    int64_t cchunk, mchunk;
+    const int64_t *kofs; /* k * P: row k of a V[xi] */
+} wino_job;
+
+static __thread buffer tl_wprod, tl_wv, tl_wofs;
+#if !defined(ISA_AVX512)
+static __thread buffer tl_wrows;
+#endif
+
+#if defined(ISA_AVX512)
+#define EVEN_LANES _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+#define ODD_LANES _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31)
+#define LOW_PAIRS _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
+#define HIGH_PAIRS _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
+
+/* the lanes of columns q.. q+15 inside a row of w floats (q may be negative) */
+static inline __mmask16 row_mask(int64_t q, int64_t w) {
+    const int64_t lo = q < 0 ? -q : 0, hi = w - q < 16 ? w - q : 16;
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+/* columns q.. q+15 of the input row xr, zero outside it (m: row_mask(q, w)) */
+static inline __m512 row_load(const float *xr, int64_t q, __mmask16 m) {
+    if (m == 0xFFFF) return _mm512_loadu_ps(xr + q);
+    if (!m) return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps(m, (const float *)((uintptr_t)xr + (uintptr_t)(q * (int64_t)sizeof(float))));
+}
+#endif
+
+/* the 4x4 transform B^T d B of d[i][q] (row i, column q of VL tiles' inputs), stored at dst (V[0][c][first
+ * tile]), V[xi] xs floats apart; n: tiles stored (NOTE: full stores spill into later tiles, written after) */
+INLINE void wino_in_tile(vf d[4][4], float *dst, int64_t xs, int n) {
+    vf r[4][4];
+    for (int q = 0; q < 4; q++) { /* B^T d: rows */
+        r[0][q] = v_sub(d[0][q], d[2][q]), r[1][q] = v_add(d[1][q], d[2][q]);
+        r[2][q] = v_sub(d[2][q], d[1][q]), r[3][q] = v_sub(d[1][q], d[3][q]);
+    }
+    for (int i = 0; i < 4; i++) { /* (B^T d) B: columns */
+        const vf out[4] = {v_sub(r[i][0], r[i][2]), v_add(r[i][1], r[i][2]), v_sub(r[i][2], r[i][1]),
+                           v_sub(r[i][1], r[i][3])};
+        for (int q = 0; q < 4; q++) {
+            if (n == VL)
+                v_store(dst + (4 * i + q) * xs, out[q]);
+            else
+                v_store_n(dst + (4 * i + q) * xs, out[q], n);
+        }
+    }
+}
+
+/* 1: channels [t*cchunk, ..) of the block's input, transformed */
+static int wino_in_task(const void *ctx, int64_t t) {
+    const wino_job *j = (const wino_job *)ctx;
+    const int64_t c0 = t * j->cchunk, c1 = c0 + j->cchunk < j->C ? c0 + j->cchunk : j->C, xs = skewed(j->C * j->P);
+#if defined(ISA_AVX512)
+    /* each input row's columns split into even and odd in registers, from masked loads of the row; a tile row's
+     * last two input rows are the next one's first two */
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xc = j->x + (j->n * j->C + c) * j->H * j->W;
+        for (int64_t t0 = 0; t0 < j->TW; t0 += VL) {
+            const int nt = j->TW - t0 < VL ? (int)(j->TW - t0) : VL;
+            const int64_t q = 2 * t0 - j->PL; /* the padded row's column 2*t0, in the input row */
+            const __mmask16 m[4] = {row_mask(q, j->W), row_mask(q + 16, j->W), row_mask(q + 2, j->W),
+                                    row_mask(q + 18, j->W)};
+            vf d[4][4];
+            for (int64_t ty = 0; ty < j->nty; ty++) {
+                for (int i = ty ? 2 : 0; i < 4; i++) {
+                    const int64_t ih = (j->ty0 + ty) * 2 - j->PT + i;
+                    if (ih < 0 || ih >= j->H) {
+                        d[i][0] = d[i][1] = d[i][2] = d[i][3] = v_zero();
+                        continue;
+                    }
+                    const float *xr = xc + ih * j->W;
+                    const __m512 lo = row_load(xr, q, m[0]), hi = row_load(xr, q + 16, m[1]);
+                    const __m512 lo2 = row_load(xr, q + 2, m[2]), hi2 = row_load(xr, q + 18, m[3]);
+                    d[i][0] = _mm512_permutex2var_ps(lo, EVEN_LANES, hi), d[i][1] = _mm512_permutex2var_ps(lo, ODD_LANES, hi);
+                    d[i][2] = _mm512_permutex2var_ps(lo2, EVEN_LANES, hi2);
+                    d[i][3] = _mm512_permutex2var_ps(lo2, ODD_LANES, hi2);
+                }
+                /* NOTE: with one vector of tiles a row, a full store spills into later tile rows' (not past the
+                 * channel's last) */
+                const int n = nt == VL || (t0 == 0 && (ty + 1) * j->TW + (VL - nt) <= j->P) ? VL : nt;
+                wino_in_tile(d, j->v + c * j->P + ty * j->TW + t0, xs, n);
+                for (int q4 = 0; q4 < 4; q4++) d[0][q4] = d[2][q4], d[1][q4] = d[3][q4];
+            }
+        }
+    }
+#else
+    /* input rows 2*ty - PT + i (i < 4) as even (ph + 2i*hv) and odd (ph + (2i+1)*hv) columns of the padded
+     * row: tile t's columns are e[t], o[t], e[t+1], o[t+1] */
+    const int64_t hp = j->TW + 1, hv = (hp + VL - 1) / VL * VL + VL, wq = 2 * hp; /* phase entries, stride, row */
+    float *pad = grow(&tl_wrows, (wq + 8 * hv) * (int64_t)sizeof(float)), *ph = pad + wq;
+    if (!pad) return -1;
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xc = j->x + (j->n * j->C + c) * j->H * j->W;
+        for (int64_t ty = 0; ty < j->nty; ty++) {
+            for (int i = 0; i < 4; i++) {
+                const int64_t ih = (j->ty0 + ty) * 2 - j->PT + i;
+                float *e = ph + 2 * i * hv;
+                if (ih < 0 || ih >= j->H) {
+                    memset(e, 0, (size_t)(2 * hv) * sizeof(float));
+                } else {
+                    pad_row(xc + ih * j->W, pad, j->W, j->PL, wq);
+                    split_row(pad, e, wq, 2, hv);
+                }
+            }
+            for (int64_t t0 = 0; t0 < j->TW; t0 += VL) {
+                vf d[4][4];
+                for (int i = 0; i < 4; i++) {
+                    const float *e = ph + 2 * i * hv + t0, *o = e + hv;
+                    d[i][0] = v_load(e), d[i][1] = v_load(o), d[i][2] = v_load(e + 1), d[i][3] = v_load(o + 1);
+                }
+                wino_in_tile(d, j->v + c * j->P + ty * j->TW + t0, xs, j->TW - t0 < VL ? (int)(j->TW - t0) : VL);
+            }
+        }
+    }
+#endif
+    return 0;
+}
+
+/* 2: output channels [t*mchunk, ..): their 16 products over the block's tiles, then the output tiles */
+static int wino_out_task(const void *ctx, int64_t t) {
+    const wino_job *j = (const wino_job *)ctx;
+    const int64_t m0 = t * j->mchunk, m1 = m0 + j->mchunk < j->M ? m0 + j->mchunk : j->M, mc = m1 - m0, P = j->P;
+    const int64_t xs = skewed(mc * P);
+    float *mx = grow(&tl_wprod, (WT * xs + NR) * (int64_t)sizeof(float)); /* Mx[xi][m - m0][tile] */
+    if (!mx) return -1;
+    for (int xi = 0; xi < WT; xi++) {
+        const float *vx = j->v + xi * skewed(j->C * P);
+        for (int64_t j0 = 0; j0 < P; j0 += NR) {
+            int nl[NV];
+            const float *bp[NV];
+            float *cp[NV];
+            for (int q = 0; q < NV; q++) {
+                const int64_t left = P - j0 - q * VL;
+                nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
+                bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
+            }
+            for (int64_t m = m0; m < m1; m += MR) {
+                const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
+                for (int q = 0; q < NV; q++) cp[q] = mx + xi * xs + (m - m0) * P + j0 + q * VL;
+                tile(0, 0, j->C, j->u + ((int64_t)xi * j->M + m) * j->C, j->C, bp, j->kofs, cp, NULL, 0, P, mr, nl, 0,
+                     NULL);
+            }
+        }
+    }
+    for (int64_t m = m0; m < m1; m++) {
+        const epilogue e = {j->b ? j->b + m : NULL, j->act, j->params[0], j->params[1], j->params[2]};
+        const float *mm = mx + (m - m0) * P;
+        for (int64_t ty = 0; ty < j->nty; ty++) {
+            const int64_t oh = (j->ty0 + ty) * 2, at = ((j->n * j->M + m) * j->OH + oh) * j->OW;
+            const int rows = j->OH - oh < 2 ? 1 : 2;
+            for (int64_t t0 = 0; t0 < j->TW; t0 += VL) {
+                vf s0[4], s1[4];
+                for (int i = 0; i < 4; i++) { /* Mx A: columns (NOTE: lanes past the row: the next one's tiles) */
+                    const float *a = mm + (4 * i) * xs + ty * j->TW + t0;
+                    const vf a0 = v_load(a), a1 = v_load(a + xs), a2 = v_load(a + 2 * xs), a3 = v_load(a + 3 * xs);
+                    s0[i] = v_add(v_add(a0, a1), a2), s1[i] = v_sub(v_sub(a1, a2), a3);
+                }
+                /* A^T (Mx A): rows; output (2 ty + a, 2 t + b) is out[2a + b][t] */
+                const vf out[4] = {v_add(v_add(s0[0], s0[1]), s0[2]), v_add(v_add(s1[0], s1[1]), s1[2]),
+                                   v_sub(v_sub(s0[1], s0[2]), s0[3]), v_sub(v_sub(s1[1], s1[2]), s1[3])};
+                for (int r = 0; r < rows; r++) {
+                    const int64_t ar = at + r * j->OW;
+                    float *yr = j->y + ar;
+                    const float *zr = j->z ? j->z + ar : NULL;
+#if defined(ISA_AVX512)
+                    /* the row's columns 2*t0.. as two vectors, the tiles' pairs interleaved */
+                    const __m512 half[2] = {_mm512_permutex2var_ps(out[2 * r], LOW_PAIRS, out[2 * r + 1]),
+                                            _mm512_permutex2var_ps(out[2 * r], HIGH_PAIRS, out[2 * r + 1])};
+                    for (int h = 0; h < 2; h++) {
+                        const int64_t col = 2 * t0 + 16 * h, left = j->OW - col;
+                        if (left >= 16)
+                            v_store(yr + col, finish(half[h], &e, 0, zr ? zr + col : NULL, 16));
+                        else if (left > 0)
+                            v_store_n(yr + col, finish(half[h], &e, 0, zr ? zr + col : NULL, (int)left), (int)left);
+                    }
+#else
+                    float pair[2][VL], row[2 * VL];
+                    v_store(pair[0], out[2 * r]), v_store(pair[1], out[2 * r + 1]);
+                    for (int l = 0; l < VL; l++) row[2 * l] = pair[0][l], row[2 * l + 1] = pair[1][l];
+                    for (int h = 0; h < 2; h++) {
+                        const int64_t col = 2 * t0 + VL * h, left = j->OW - col;
+                        if (left >= VL)
+                            v_store(yr + col, finish(v_load(row + VL * h), &e, 0, zr ? zr + col : NULL, VL));
+                        else if (left > 0)
+                            v_store_n(yr + col, finish(v_load(row + VL * h), &e, 0, zr ? zr + col : NULL, (int)left),
+                                      (int)left);
+                    }
+#endif
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* a whole block (tasks: image t / blocks, tile rows from (t % blocks) * nty) on one thread: its own V */
+static int wino_block_task(const void *ctx, int64_t t) {
+    const wino_job *g = (const wino_job *)ctx;
+    wino_job j = *g;
+    const int64_t TH = (j.OH + 1) / 2, blocks = (TH + g->nty - 1) / g->nty;
+    j.n = t / blocks, j.ty0 = t % blocks * g->nty;
+    j.nty = TH - j.ty0 < g->nty ? TH - j.ty0 : g->nty;
+    j.P = j.nty * j.TW;
+    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
+    if (!j.v || !kofs) return -1;
+    for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
+    j.kofs = kofs, j.cchunk = j.C;
+    if (wino_in_task(&j, 0)) return -1;
+    for (int64_t m = 0; m * j.mchunk < j.M; m++)
+        if (wino_out_task(&j, m)) return -1;
+    return 0;
+}
+
+static int wino_conv(void **p, const int64_t *s, int threads) {
+    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || s[S_KH] != 3 || s[S_KW] != 3 || s[S_SH] != 1 || s[S_SW] != 1 ||
+        s[S_DH] != 1 || s[S_DW] != 1 || s[S_PT] < 0 || s[S_PL] < 0)
+        return -2;
+    wino_job j;
+    memset(&j, 0, sizeof j);
+    j.x = p[0], j.u = p[1], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
+    j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.PT = s[S_PT];
+    j.PL = s[S_PL], j.act = s[S_ACT];
+    const int64_t N = s[S_N], TH = (j.OH + 1) / 2;
+    j.TW = (j.OW + 1) / 2;
+    /* blocks of tile rows whose V fits a core's L2 (WINO_BLOCK); where there are enough of them, each thread
+     * takes whole blocks; else each block's two steps are shared out in turn (two parallel regions a block) */
+    const int64_t per_row = WT * j.C * j.TW, fit = WINO_BLOCK / per_row > 1 ? WINO_BLOCK / per_row : 1;
+    j.nty = fit < TH ? fit : TH;
+    const int64_t blocks = N * ((TH + j.nty - 1) / j.nty);
+    if (threads == 1 || blocks >= 2 * (int64_t)threads) {
+        j.mchunk = 2 * MR;
+        return share_out(blocks, threads, wino_block_task, &j);
+    }
+    j.nty = TH;
+    j.v = grow(&tl_wv, (WT * skewed(j.C * TH * j.TW) + NR) * (int64_t)sizeof(float));
+    int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
+    if (!j.v || !kofs) return -1;
+    j.kofs = kofs;
+    /* about two tasks per thread in each step: runs of channels, runs of whole MR-row tiles of output channels */
+    const int64_t want = 2 * (int64_t)threads;
+    j.cchunk = (j.C + want - 1) / want;
+    const int64_t tiles = (j.M + MR - 1) / MR, per = (tiles + want - 1) / want;
+    j.mchunk = per * MR;
+    const int64_t ctasks = (j.C + j.cchunk - 1) / j.cchunk, mtasks = (j.M + j.mchunk - 1) / j.mchunk;
+    j.P = TH * j.TW;
+    for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
+    const int64_t n[2] = {ctasks, mtasks};
+    const task_fn step[2] = {wino_in_task, wino_out_task};
+    for (j.n = 0; j.n < N; j.n++)
+        if (share_steps(2, n, step, threads, &j)) return -1;
+    return 0;
+}
+
 int pliant_kernel(void **p, const int64_t *s) {
     job j;
     memset(&j, 0, sizeof j);
@@ -952,6 +1259,7 @@ int pliant_kernel(void **p, const int64_t *s) {
 #ifdef _OPENMP
     if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
 #endif
+    if (s[S_WPACK] == 2) return wino_conv(p, s, threads);
     const int rc = swap_conv(p, s, threads);
     if (rc != 1) return rc;
     if (s[S_WPACK]) { /* panels too empty for the turned-around product: the weights as rows again */

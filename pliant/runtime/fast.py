@@ -578,6 +578,7 @@ def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
     lo, hi, alpha = (list(attrs.get("activation_params") or []) + [0.0, 0.0, 0.0])[:3]
     params = (float(lo), float(hi), float(alpha))
     packed = attrs.get("weight_shape") or None
+    layout = str(attrs.get("layout") or "panels")
 
     def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, z: np.ndarray | None = None) -> np.ndarray:
         nsp = x.ndim - 2
@@ -585,7 +586,7 @@ def _conv(native: Any, attrs: dict[str, Any]) -> Kernel:
         dil = list(attrs.get("dilations") or [1] * nsp)
         pads = list(attrs.get("pads") or [0] * (2 * nsp))
         return native.conv(x, w, b, strides, pads, dil, int(attrs.get("group", 1)),  # type: ignore[no-any-return]
-                           z, activation, params, packed)
+                           z, activation, params, packed, layout)
 
     return conv
 

@@ -425,11 +425,12 @@ def conv(
     activation: str = "",
     params: tuple[float, float, float] = (0.0, 0.0, 0.0),
     weight_shape: Sequence[int] | None = None,
+    layout: str = "panels",
 ) -> np.ndarray:
     """ONNX Conv, NCW or NCHW, with explicit ``pads`` (begin..., end...; ``auto_pad`` resolved by the caller).
 
-    ``weight_shape`` (M, C, KH, KW): ``w`` is those weights as ``pliant.PackedConv``'s
-    panels (a 2-D convolution of one group).
+    ``weight_shape`` (M, C, KH, KW): ``w`` is those weights as ``pliant.PackedConv``
+    stores them in ``layout`` ("panels" or "winograd"; a 2-D convolution of one group).
 
     Depthwise (one input channel per group, any channel multiplier) runs a direct
     kernel; any other convolution is one call into ``conv.c`` (``blas_conv.conv2d``).
@@ -447,13 +448,17 @@ def conv(
     x, w = _f32(x, "x", fn), _f32(w, "w", fn)
     packed: tuple[int, int, int, int] | None = None
     if weight_shape is not None:
-        from pliant.ops.conv import PACK_PANEL
+        from pliant.ops.conv import PACKED_LAYOUTS, packed_array_shape
 
         m, cg, kh, kw = packed = (int(weight_shape[0]), int(weight_shape[1]), int(weight_shape[2]), int(weight_shape[3]))
-        if x.ndim != 4 or int(group) != 1 or w.shape != (-(-m // PACK_PANEL), cg * kh * kw, PACK_PANEL):
+        if layout not in PACKED_LAYOUTS:
+            raise NativeUnsupportedError(f"conv: no packed layout {layout!r}; expected one of {list(PACKED_LAYOUTS)}")
+        want = packed_array_shape(layout, packed)
+        if x.ndim != 4 or int(group) != 1 or w.shape != want or (layout == "winograd" and (kh, kw) != (3, 3)):
             raise NativeUnsupportedError(
                 f"conv: packed weights {w.shape} of a {list(packed)} convolution of group {group} on x {x.shape}: "
-                f"only 2-D convolutions of one group, panels ({-(-m // PACK_PANEL)}, {cg * kh * kw}, {PACK_PANEL})")
+                f"only 2-D convolutions of one group, {layout} of shape {want}"
+                + (" and a 3x3 window" if layout == "winograd" else ""))
         w_shape: tuple[int, ...] = packed
     else:
         w_shape = w.shape
@@ -476,6 +481,9 @@ def conv(
     st = _ints(strides, nsp, 1, "strides", fn, 1)
     dil = _ints(dilations, nsp, 1, "dilations", fn, 1)
     pp = _ints(pads, 2 * nsp, 0, "pads", fn, 0)
+    if packed is not None and layout == "winograd" and st + dil != [1] * 4:
+        raise NativeUnsupportedError(f"conv: Winograd weights need stride 1 without dilation, got strides {st}, "
+                                     f"dilations {dil}")
     outs = []
     for i in range(nsp):
         span = x.shape[2 + i] + pp[i] + pp[nsp + i] - dil[i] * (kernel[i] - 1) - 1
@@ -507,7 +515,7 @@ def conv(
         y = blas_conv.conv2d(x, w, b, z, outs=(win.outs[0], win.outs[1]), strides=(win.strides[0], win.strides[1]),
                              dilations=(win.dilations[0], win.dilations[1]),
                              pads_begin=(win.pads_begin[0], win.pads_begin[1]), group=group,
-                             activation=activation, params=params, packed=packed)
+                             activation=activation, params=params, packed=packed, layout=layout)
         return y if y.shape == (n, m, *outs) else y.reshape(n, m, *outs)
     if b is not None:
         y += b.reshape(1, m, 1, 1)

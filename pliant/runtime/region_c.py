@@ -454,6 +454,15 @@ def _weight_shape(op: Op) -> tuple[Dim, ...]:
     return _shape(w)
 
 
+def _wpack(op: Op) -> int:
+    """conv.c's S_WPACK for a conv: 0 (weights as given), or 1 + the index of a PackedConv's layout."""
+    from pliant.ops.conv import PACKED_LAYOUTS
+
+    if not op.attrs.get("weight_shape"):
+        return 0
+    return 1 + PACKED_LAYOUTS.index(str(op.attrs.get("layout") or "panels"))
+
+
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:
     """A conv a unit runs through conv.c: (strides, pads, dilations, group), 1-D or 2-D, not depthwise."""
     x, w = op.operands[0], op.operands[1] if len(op.operands) > 1 else None
@@ -624,7 +633,7 @@ class _ConvC:
     params: tuple[float, float, float]
     check: str
     m: str  # the weight's output channels
-    packed: bool  # w is PackedConv's panels
+    wpack: int  # conv.c's S_WPACK: 0 w as given, 1 PackedConv's panels, 2 its Winograd layout
 
 
 @dataclass
@@ -1365,7 +1374,7 @@ class RegionUnit:
         check = (f"if ({span[0]} < 0 || {span[1]} < 0 || {span[0]} / {st[0]} + 1 != {oh} || {span[1]} / {st[1]} + 1 "
                  f"!= {ow} || {dw(1)} * {group} != {d(x, 1)} || {dw(0)} % {group} != 0) return 2;")
         return _ConvC(x, w, b, z, r, h, wd, kh, kw, oh, ow, st, pads, dil, group, act, (lo, hi, alpha), check,
-                      dw(0), bool(o.attrs.get("weight_shape")))
+                      dw(0), _wpack(o))
 
     def _conv(self, o: Op) -> None:
         """conv.c's entry (address in s[2]) with this op's geometry and epilogue; a geometry the sizes contradict
@@ -1379,8 +1388,8 @@ class RegionUnit:
         sizes = [d(x, 0), d(x, 1), c.h, c.wd, c.m, c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
                  str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
                  str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
-                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS), str(int(c.packed))]
-        # NOTE: S_BT 0: B is not transposed; S_ZROW 0: z is a tensor; S_WPACK: w is PackedConv's panels
+                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS), str(c.wpack)]
+        # NOTE: S_BT 0: B is not transposed; S_ZROW 0: z is a tensor; S_WPACK: how PackedConv stores w
         self.lines += [
             c.check,
             "{",

@@ -25,7 +25,7 @@ from pliant.ops.typing import constant_value
 
 pass_name = "fuse-conv"
 
-_CONV_ATTRS = ("strides", "pads", "dilations", "group", "weight_shape")
+_CONV_ATTRS = ("strides", "pads", "dilations", "group", "weight_shape", "layout")
 
 
 def fuse_conv(module: Module) -> int:

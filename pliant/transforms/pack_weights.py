@@ -27,6 +27,15 @@ reads in place) and at least ``MIN_CONV_DEPTH`` products per output
 ``pliant.PackedConv``.  On YOLO's convolutions at 160 px (2 threads) a call
 took 0.80-0.99x its time before; the model 0.93x at 160 px and 0.94x at 480x640.
 
+3x3 convolutions of stride 1 with at least ``WINOGRAD_MIN_CHANNELS`` input
+and output channels store Winograd F(2x2, 3x3)'s transformed weights instead
+(``pliant.ops.conv.pack_winograd_weights``; PackedConv's "winograd" layout),
+and conv.c runs them as 16 products of transformed input tiles: 2.25x fewer
+multiply-adds than the direct convolution, with rounding errors of the same
+size (the transforms' coefficients are 0, +-1 and +-1/2).  In the models at 2
+threads (in-process, alternating rounds, against panels): see
+``WINOGRAD``.
+
 Like ``gemm-layout`` it changes no shape a caller sees and needs no analysis:
 ``pliant.compile`` runs it once on the imported model, before the copy kept
 for specialised versions, where region units are on (an op-by-op
@@ -42,7 +51,7 @@ import numpy as np
 from pliant.ir.core import Module, Op
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
-from pliant.ops.conv import pack_conv_weights
+from pliant.ops.conv import pack_conv_weights, pack_winograd_weights
 from pliant.ops.linalg import PACK_PANEL, pack_columns
 from pliant.transforms.manager import rewrite_matrices
 
@@ -57,6 +66,16 @@ Measured at 2 threads against the other paths: 1 -> 64 channels at stride 2 (con
 at stride 2 on 128x128 0.84x, on 64x64 at stride 1 0.91x (on 32x32 1.12x: 2 us more); 1x1 windows of stride 2
 (ResNet shortcuts) 0.80-0.83x.  In the models, against packing from 128 products only: RaNet 0.96-0.99,
 conformer, blockdrop, SkipNet and YOLO 0.98-1.0."""
+
+
+WINOGRAD = True
+"""Whether 3x3 convolutions of stride 1 (one group, no dilation) of at least WINOGRAD_MIN_CHANNELS input and
+output channels store Winograd F(2x2, 3x3)'s transformed weights (PackedConv's "winograd" layout), which conv.c
+multiplies by transformed input tiles: 2.25x fewer products than the direct convolution."""
+
+WINOGRAD_MIN_CHANNELS = 32
+"""Input and output channels from which a 3x3 convolution takes Winograd's layout: below, transforming the
+input and the output costs more than the products save."""
 
 
 def pack_weights(module: Module) -> int:
@@ -86,13 +105,25 @@ def _takes_conv(user: Op) -> bool:
     return (not ks or [int(e) for e in ks] == [kh, kw]) and window and c * kh * kw >= MIN_CONV_DEPTH
 
 
+def _winograd(user: Op, shape: tuple[int, ...]) -> bool:
+    """Whether a convolution ``_takes_conv`` accepted, of weights ``shape``, runs as Winograd F(2x2, 3x3)."""
+    m, c, kh, kw = shape
+    strides: Any = user.attrs.get("strides") or [1, 1]
+    dilations: Any = user.attrs.get("dilations") or [1, 1]
+    return ((kh, kw) == (3, 3) and all(int(e) == 1 for e in [*strides, *dilations])
+            and min(m, c) >= WINOGRAD_MIN_CHANNELS)
+
+
 def _pack_conv(const: Op, value: np.ndarray, readers: list[Op]) -> None:
-    packed = pack_conv_weights(value)
+    winograd = WINOGRAD and all(_winograd(user, value.shape) for user in readers)
+    packed = pack_winograd_weights(value) if winograd else pack_conv_weights(value)
     const.attrs["value"] = packed
     const.results[0].type = TensorType(DType.FLOAT, packed.shape)
     for user in readers:
         attrs: dict[str, Any] = {k: user.attrs[k] for k in ("strides", "pads", "dilations") if k in user.attrs}
         attrs["weight_shape"] = [int(d) for d in value.shape]
+        if winograd:
+            attrs["layout"] = "winograd"
         conv = Op("PackedConv", list(user.operands), [user.results[0].type], attrs, domain="pliant",
                   label=user.label, result_names=[user.results[0].name])
         block = user.parent

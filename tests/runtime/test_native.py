@@ -161,6 +161,13 @@ CONVS = [
     # 1x1 with 6+ panels of output channels: each tile's columns packed first (99 columns: a partial panel)
     (1, 12, (9, 11), 48, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (2, 600, (5, 7), 47, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # and K past one block
+    # Winograd's edges (3x3, stride 1): no padding, asymmetric pads (a last tile half outside), one output
+    # position, rows of more than one vector of tiles, enough tile rows for a thread to take whole blocks
+    (1, 9, (6, 5), 11, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (2, 7, (9, 8), 10, (3, 3), (1, 1), (0, 1, 2, 0), (1, 1), 1),
+    (1, 5, (1, 1), 3, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 3, (5, 70), 17, (3, 3), (1, 1), (1, 2, 1, 1), (1, 1), 1),
+    (1, 40, (64, 50), 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
 ]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
@@ -193,7 +200,7 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-_MODES = ("gather", "direct", "swap", "packed", "panels")
+_MODES = ("gather", "direct", "swap", "packed", "panels", "winograd")
 
 
 @pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
@@ -202,14 +209,18 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     panel, K blocks of 5 rows, all threads on every call, each way of feeding the GEMM (gathered patches
     everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
     one group, packed at the call), and weights of one group given packed as PackedConv has them (taken as
-    B where they fill the panels, else unpacked; or as B wherever: "panels"); those also for conv.c's other
-    vector paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
+    B where they fill the panels, else unpacked; or as B wherever: "panels"), and 3x3 windows of stride 1 and one
+    group as Winograd F(2x2, 3x3) ("winograd": its transformed weights); those also for conv.c's other vector
+    paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
-    if mode in ("packed", "panels"):
+    if mode in ("packed", "panels", "winograd"):
         run = blas_conv._run
 
         def packed_run(x: np.ndarray, w: np.ndarray, *args: Any, group: int, packed: Any = None, **kw: Any) -> None:
-            if group == 1 and packed is None:
+            plain = tuple(kw["strides"]) + tuple(kw["dilations"]) == (1, 1, 1, 1)
+            if mode == "winograd" and group == 1 and packed is None and w.shape[2:] == (3, 3) and plain:
+                w, packed, kw["layout"] = conv_ops.pack_winograd_weights(w), w.shape, "winograd"
+            elif group == 1 and packed is None and mode != "winograd":
                 w, packed = conv_ops.pack_conv_weights(w), w.shape
             run(x, w, *args, group=group, packed=packed, **kw)
 

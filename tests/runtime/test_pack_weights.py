@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pliant
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ops.conv import pack_conv_weights, unpack_conv_weights
+from pliant.ops.conv import pack_conv_weights, pack_winograd_weights, unpack_conv_weights, unpack_winograd_weights
 from pliant.ops.linalg import PACK_PANEL, pack_columns, unpack_columns
 from pliant.transforms.pack_weights import pack_weights
 from tests.helpers import run_onnxruntime
@@ -227,17 +227,17 @@ def test_the_conv_reference_kernel_unpacks() -> None:
     _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, CONV_OUTPUTS, 1e-4)
 
 
-def _packed_conv_module(panels: Any, weight_shape: Any, channels: int = 4) -> pliant.ir.Module:
+def _packed_conv_module(panels: Any, weight_shape: Any, channels: int = 4, **more: Any) -> pliant.ir.Module:
     from pliant.ir import DType, FunctionBuilder, tensor
 
     fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, 1, channels, "H", "W"))])
-    attrs = {} if weight_shape is None else {"weight_shape": weight_shape}
+    attrs = ({} if weight_shape is None else {"weight_shape": weight_shape}) | more
     fb.output("y", fb.op("PackedConv", [fb.inputs[0], fb.const(panels)], attrs, domain="pliant"))
     return fb.module()
 
 
 def test_conv_panels_of_the_wrong_shape_are_refused() -> None:
-    with pytest.raises(ShapeInferenceError, match=r"panels of shape \[2, 36, 32\] for weight_shape \[40, 4, 3, 3\]"):
+    with pytest.raises(ShapeInferenceError, match=r"\(panels\) must have shape \[2, 36, 32\] for weight_shape \[40, 4, 3, 3\]"):
         _packed_conv_module(np.zeros((1, 36, PACK_PANEL), np.float32), [40, 4, 3, 3])
     with pytest.raises(ShapeInferenceError, match="needs 'weight_shape'"):
         _packed_conv_module(np.zeros((2, 36, PACK_PANEL), np.float32), None)
@@ -253,7 +253,7 @@ def test_the_conv_kernel_checks_its_panels() -> None:
     module = _packed_conv_module(np.zeros((2, 36, PACK_PANEL), np.float32), [40, 4, 3, 3])
     (op,) = [o for o in module.walk() if o.name == "PackedConv"]
     ctx = registry.KernelContext(op, {"weight_shape": [40, 4, 3, 3]}, 1, None)
-    with pytest.raises(OpRuntimeError, match=r"panels of shape \[2, 36, 32\]"):
+    with pytest.raises(OpRuntimeError, match=r"\(panels\) must have shape \[2, 36, 32\]"):
         packed_conv(ctx, np.zeros((1, 4, 5, 5), np.float32), np.zeros((2, 35, PACK_PANEL), np.float32))
     with pytest.raises(OpRuntimeError, match="weight expects 4 per group"):
         packed_conv(ctx, np.zeros((1, 3, 5, 5), np.float32), np.zeros((2, 36, PACK_PANEL), np.float32))
@@ -276,3 +276,114 @@ def test_a_packed_conv_outside_units_runs_natively() -> None:
     x, b = RNG.standard_normal((1, 4, 9, 11)).astype(np.float32), RNG.standard_normal(40).astype(np.float32)
     want = conv(registry.KernelContext(op, {k: v for k, v in attrs.items() if k != "weight_shape"}, 1, None), x, w, b)
     np.testing.assert_allclose(kernel(x, pack_conv_weights(w), b), want, rtol=1e-4, atol=1e-4)
+
+
+# --- Winograd F(2x2, 3x3) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("m,c", [(1, 1), (5, 3), (40, 36)])
+def test_winograd_weights_are_g_w_g_transposed(m: int, c: int) -> None:
+    """The layout is G w G^T per channel pair with Lavin and Gray's G (written out here, not taken from pliant),
+    and unpacking gives w back."""
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    w = RNG.standard_normal((m, c, 3, 3)).astype(np.float32)
+    u = pack_winograd_weights(w)
+    assert u.shape == (16, m, c) and u.dtype == np.float32
+    for mm, cc in [(0, 0), (m - 1, c - 1), (m // 2, c // 3)]:
+        np.testing.assert_allclose(u[:, mm, cc].reshape(4, 4), g @ w[mm, cc].astype(np.float64) @ g.T, rtol=1e-6,
+                                   atol=1e-6)
+    np.testing.assert_allclose(unpack_winograd_weights(u, w.shape), w, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(M, C, 3, 3\)"):
+        pack_winograd_weights(w[:, :, :2])
+
+
+def _winograd_convs() -> onnx.ModelProto:
+    """Three 3x3 convolutions of stride 1 that take Winograd's layout (with a Relu; with a residual Add, a bias
+    and a Clip; with asymmetric pads and no epilogue) and one the pass leaves in panels (16 input channels)."""
+    nodes = [
+        N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),          # 32 -> 40
+        N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),                                   # 40 -> 40
+        N("Add", ["c2", "r1"], ["s2"]), N("Clip", ["s2", "lo", "hi"], ["y2"]),
+        N("Conv", ["y2", "w3"], ["y3"], pads=[0, 1, 2, 0]),                                         # 40 -> 33
+        N("Conv", ["x16", "w4"], ["y4"], pads=[1, 1, 1, 1]),                                        # 16: panels
+    ]
+    inits = [_w("w1", 40, 32, 3, 3), _w("b1", 40), _w("w2", 40, 40, 3, 3), _w("b2", 40), _w("w3", 33, 40, 3, 3),
+             _w("w4", 32, 16, 3, 3), numpy_helper.from_array(np.float32(-0.3), "lo"),
+             numpy_helper.from_array(np.float32(0.4), "hi")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, [1, 32, "H", "W"]),
+                     helper.make_tensor_value_info("x16", F, [1, 16, "H", "W"])],
+        [helper.make_tensor_value_info(o, F, None) for o in WINOGRAD_OUTPUTS], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+WINOGRAD_OUTPUTS = ("r1", "y2", "y3", "y4")
+
+
+def _winograd_feeds(h: int, w: int) -> dict[str, np.ndarray]:
+    return {"x": RNG.standard_normal((1, 32, h, w)).astype(np.float32),
+            "x16": RNG.standard_normal((1, 16, h, w)).astype(np.float32)}
+
+
+# sizes: one output position, odd sizes (a last tile row and column half outside), one tile row of many tiles,
+# and enough tile rows that each thread takes whole blocks
+@pytest.mark.parametrize("hw", [(1, 2), (3, 5), (7, 2), (2, 37), (12, 9), (90, 70)])
+def test_winograd_convs_match_onnxruntime(hw: tuple[int, int]) -> None:
+    model = _winograd_convs()
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    layouts = sorted(str(op.attrs.get("layout") or "panels") for op in _packed_convs(exe.module))
+    assert layouts == ["panels", "winograd", "winograd", "winograd"]
+    fused = [op for op in exe.module.walk() if op.name == "FusedConv" and op.attrs.get("layout") == "winograd"]
+    assert len(fused) == 2  # with Relu; with the residual and Clip
+    feeds = _winograd_feeds(*hw)
+    _matches_onnxruntime(exe.run(feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4, f"at {hw}")
+
+
+def test_winograd_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pliant.transforms import pack_weights as pw
+
+    monkeypatch.setattr(pw, "WINOGRAD", False)
+    module = pliant.load(_winograd_convs().SerializeToString())
+    assert pack_weights(module) == 4
+    assert all(op.attrs.get("layout") is None for op in _packed_convs(module))
+
+
+def test_the_winograd_reference_kernel_unpacks() -> None:
+    """Interpreted op by op, a winograd PackedConv unpacks its weights: the same results as ONNX Runtime's."""
+    model = _winograd_convs()
+    module = pliant.load(model.SerializeToString())
+    assert pack_weights(module) == 4
+    assert sum(op.attrs.get("layout") == "winograd" for op in _packed_convs(module)) == 3
+    feeds = _winograd_feeds(6, 7)
+    _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4)
+
+
+def test_winograd_layouts_that_do_not_fit_are_refused() -> None:
+    u = np.zeros((16, 40, 4), np.float32)
+    with pytest.raises(ShapeInferenceError, match=r"\(winograd\) must have shape \[16, 40, 4\]"):
+        _packed_conv_module(np.zeros((16, 4, 40), np.float32), [40, 4, 3, 3], layout="winograd")
+    with pytest.raises(ShapeInferenceError, match="3x3 windows of stride 1"):
+        _packed_conv_module(u, [40, 4, 3, 3], layout="winograd", strides=[2, 2])
+    with pytest.raises(ShapeInferenceError, match="3x3 windows of stride 1"):
+        _packed_conv_module(np.zeros((16, 40, 4), np.float32), [40, 4, 5, 5], layout="winograd")
+    with pytest.raises(ShapeInferenceError, match="layout must be one of"):
+        _packed_conv_module(u, [40, 4, 3, 3], layout="nchw16c")
+
+
+def test_a_winograd_conv_outside_units_runs_natively() -> None:
+    """Op by op a winograd PackedConv is one call into conv.c with its transformed weights."""
+    from pliant.ops import registry
+    from pliant.ops.conv import conv
+    from pliant.runtime.fast import fast_kernel
+
+    w = RNG.standard_normal((40, 4, 3, 3)).astype(np.float32)
+    attrs = {"weight_shape": [40, 4, 3, 3], "pads": [1, 0, 2, 1], "layout": "winograd"}
+    module = _packed_conv_module(pack_winograd_weights(w), attrs["weight_shape"], layout="winograd")
+    (op,) = _packed_convs(module)
+    op.attrs.update(attrs)
+    kernel = fast_kernel(op, attrs, 1)
+    assert kernel is not None and getattr(kernel, "native", False)
+    x, b = RNG.standard_normal((2, 4, 9, 11)).astype(np.float32), RNG.standard_normal(40).astype(np.float32)
+    plain = {k: v for k, v in attrs.items() if k not in ("weight_shape", "layout")}
+    want = conv(registry.KernelContext(op, plain, 1, None), x, w, b)
+    np.testing.assert_allclose(kernel(x, pack_winograd_weights(w), b), want, rtol=1e-4, atol=1e-4)
