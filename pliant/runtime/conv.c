@@ -1016,6 +1016,21 @@ static inline __m512 row_load(const float *xr, int64_t q, __mmask16 m) {
     if (!m) return _mm512_setzero_ps();
     return _mm512_maskz_loadu_ps(m, (const float *)((uintptr_t)xr + (uintptr_t)(q * (int64_t)sizeof(float))));
 }
+
+/* input row ih of a channel (zeros outside its h rows) at the padded columns 2*t0 + k for 16 tiles t0.. (k < 4: the
+ * tile's window), split from the row's columns q = 2*t0 - PL.. in registers (m: row_mask(q + 0, 16, 2, 18)) */
+static inline __attribute__((always_inline)) void wino_row(const float *xc, int64_t ih, int64_t h, int64_t w,
+                                                           int64_t q, const __mmask16 *m, __m512 *d) {
+    if (ih < 0 || ih >= h) {
+        d[0] = d[1] = d[2] = d[3] = _mm512_setzero_ps();
+        return;
+    }
+    const float *xr = xc + ih * w;
+    const __m512 lo = row_load(xr, q, m[0]), hi = row_load(xr, q + 16, m[1]);
+    const __m512 lo2 = row_load(xr, q + 2, m[2]), hi2 = row_load(xr, q + 18, m[3]);
+    d[0] = _mm512_permutex2var_ps(lo, EVEN_LANES, hi), d[1] = _mm512_permutex2var_ps(lo, ODD_LANES, hi);
+    d[2] = _mm512_permutex2var_ps(lo2, EVEN_LANES, hi2), d[3] = _mm512_permutex2var_ps(lo2, ODD_LANES, hi2);
+}
 #endif
 
 /* the 4x4 transform B^T d B of d[i][q] (row i, column q of VL tiles' inputs), stored at dst (V[0][c][first
@@ -1026,16 +1041,20 @@ INLINE void wino_in_tile(vf d[4][4], float *dst, int64_t xs, int n) {
         r[0][q] = v_sub(d[0][q], d[2][q]), r[1][q] = v_add(d[1][q], d[2][q]);
         r[2][q] = v_sub(d[2][q], d[1][q]), r[3][q] = v_sub(d[1][q], d[3][q]);
     }
+#if defined(ISA_AVX512)
+    const __mmask16 sm = first_lanes(n); /* NOTE: one masked store for both: a branch per store kept all 16 on the stack */
+#define WINO_STORE(at, v) _mm512_mask_storeu_ps(at, sm, v)
+#else
+#define WINO_STORE(at, v) (n == VL ? v_store(at, v) : v_store_n(at, v, n))
+#endif
     for (int i = 0; i < 4; i++) { /* (B^T d) B: columns */
-        const vf out[4] = {v_sub(r[i][0], r[i][2]), v_add(r[i][1], r[i][2]), v_sub(r[i][2], r[i][1]),
-                           v_sub(r[i][1], r[i][3])};
-        for (int q = 0; q < 4; q++) {
-            if (n == VL)
-                v_store(dst + (4 * i + q) * xs, out[q]);
-            else
-                v_store_n(dst + (4 * i + q) * xs, out[q], n);
-        }
+        float *di = dst + 4 * i * xs;
+        WINO_STORE(di, v_sub(r[i][0], r[i][2]));
+        WINO_STORE(di + xs, v_add(r[i][1], r[i][2]));
+        WINO_STORE(di + 2 * xs, v_sub(r[i][2], r[i][1]));
+        WINO_STORE(di + 3 * xs, v_sub(r[i][1], r[i][3]));
     }
+#undef WINO_STORE
 }
 
 /* 1: channels [t*cchunk, ..) of the block's input, transformed */
@@ -1053,25 +1072,17 @@ static int wino_in_task(const void *ctx, int64_t t) {
             const __mmask16 m[4] = {row_mask(q, j->W), row_mask(q + 16, j->W), row_mask(q + 2, j->W),
                                     row_mask(q + 18, j->W)};
             vf d[4][4];
+            const int64_t ih0 = j->ty0 * 2 - j->PT;
+            wino_row(xc, ih0, j->H, j->W, q, m, d[0]); /* NOTE: rows 0 and 1: the last tile row's 2 and 3 after */
+            wino_row(xc, ih0 + 1, j->H, j->W, q, m, d[1]);
             for (int64_t ty = 0; ty < j->nty; ty++) {
-                for (int i = ty ? 2 : 0; i < 4; i++) {
-                    const int64_t ih = (j->ty0 + ty) * 2 - j->PT + i;
-                    if (ih < 0 || ih >= j->H) {
-                        d[i][0] = d[i][1] = d[i][2] = d[i][3] = v_zero();
-                        continue;
-                    }
-                    const float *xr = xc + ih * j->W;
-                    const __m512 lo = row_load(xr, q, m[0]), hi = row_load(xr, q + 16, m[1]);
-                    const __m512 lo2 = row_load(xr, q + 2, m[2]), hi2 = row_load(xr, q + 18, m[3]);
-                    d[i][0] = _mm512_permutex2var_ps(lo, EVEN_LANES, hi), d[i][1] = _mm512_permutex2var_ps(lo, ODD_LANES, hi);
-                    d[i][2] = _mm512_permutex2var_ps(lo2, EVEN_LANES, hi2);
-                    d[i][3] = _mm512_permutex2var_ps(lo2, ODD_LANES, hi2);
-                }
+                wino_row(xc, ih0 + 2 * ty + 2, j->H, j->W, q, m, d[2]);
+                wino_row(xc, ih0 + 2 * ty + 3, j->H, j->W, q, m, d[3]);
                 /* NOTE: with one vector of tiles a row, a full store spills into later tile rows' (not past the
                  * channel's last) */
                 const int n = nt == VL || (t0 == 0 && (ty + 1) * j->TW + (VL - nt) <= j->P) ? VL : nt;
                 wino_in_tile(d, j->v + c * j->P + ty * j->TW + t0, xs, n);
-                for (int q4 = 0; q4 < 4; q4++) d[0][q4] = d[2][q4], d[1][q4] = d[3][q4];
+                for (int k = 0; k < 4; k++) d[0][k] = d[2][k], d[1][k] = d[3][k];
             }
         }
     }
