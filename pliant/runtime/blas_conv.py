@@ -68,6 +68,12 @@ positions per output channel (and at least 1024 positions where windows leave th
 K = C*KH*KW >= 128, at most 64 output channels) takes its weights as the product's B, packed once per call, and
 reads its patches in place (conv.c's "weights as B"); 0 turns it off."""
 
+SMALL_K = 36
+"""A convolution of one group with a window larger than 1x1, width stride 1 or 2 and at most this many products per
+output (C*KH*KW: 4 channels of 3x3) runs as a direct convolution, 16 output positions by 16 channels a tile
+(conv.c's "few input channels", AVX-512 only), instead of a GEMM whose tiles spent as long on their setup, gather
+and stores as on their few multiply-adds; 0 turns it off."""
+
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),
             ("cblas_sgemm", False))
@@ -124,7 +130,7 @@ def _kernel() -> Any:
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
-_INT64S = ctypes.c_int64 * 25
+_INT64S = ctypes.c_int64 * 26
 _POINTERS = ctypes.c_void_p * 6
 
 
@@ -157,14 +163,14 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
     ws = packed or w.shape
     wpack = 0 if packed is None else 2 if layout == "winograd" else 1  # NOTE: conv.c's S_WPACK
     key = (*x.shape, *ws, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
-           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack)
+           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack, SMALL_K)
     sizes = _SIZES.get(key)
     if sizes is None:
         n, c, h, wd = x.shape
         m, _, kh, kw = ws
         sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
                         dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
-                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, wpack)
+                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, wpack, SMALL_K)
         if len(_SIZES) < _SIZES_KEPT:
             _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()

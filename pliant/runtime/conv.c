@@ -43,6 +43,9 @@
  *   panels: then it unpacks them for the other paths; one group, or -2.
  *   S_WPACK 2: w holds a 3x3 convolution's weights as Winograd F(2x2, 3x3) transforms them (see "Winograd"), and
  *   the call runs that algorithm; one group, stride 1, no dilation, or -2.
+ *   S_SMALL k: a convolution of one group with a window (not 1x1) of width stride 1 or 2, no dilation and at most
+ *   k products per output (C*KH*KW) runs directly, 16 output positions by 16 channels (see "few input
+ *   channels"; AVX-512); 0: never.
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
@@ -71,7 +74,7 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_WPACK, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_WPACK, S_SMALL, S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -1255,6 +1258,138 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
     return 0;
 }
 
+/* --- few input channels: a direct convolution (first layers) ----------------------------------------------
+ * With C*KH*KW at most S_SMALL products per output (an RGB image's 3x3 window: 27), a GEMM tile spends as
+ * long on its setup, its gathered panel and its stores as on its few multiply-adds (YOLO's 3 -> 16 channels at
+ * stride 2 on 160x160 ran at 41 GMAC/s on 2 threads, a third of the peak).  Here 16 output positions of a row
+ * are one vector (stride 2: the even lanes of two loads of the input row) and 16 output channels are 16
+ * accumulators; each of the K taps is one input vector times 16 broadcast weights, and the results are whole
+ * vectors of output rows, stored with the epilogue.  AVX-512 only (elsewhere the GEMM paths run); taken up to
+ * S_SMALL products per output. */
+
+#define SMALL_MASKS 2048 /* the load masks a task keeps: blocks of 16 output columns times KW times 2 */
+
+#if defined(ISA_AVX512)
+typedef struct {
+    const float *x, *wt, *b, *z, *params; /* wt: the weights tap-major, wt[(k * nmb + mb) * 16 + r] = W[16 mb + r][k] */
+    const float *bias_pad;                 /* b with zeros to a whole number of 16 */
+    float *y;
+    int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, KH, KW, K, act, nmb, rows, tasks_per_image;
+} small_job;
+
+static int small_task(const void *ctx, int64_t t) {
+    const small_job *j = (const small_job *)ctx;
+    const int64_t n = t / j->tasks_per_image, oh0 = t % j->tasks_per_image * j->rows;
+    const int64_t oh1 = oh0 + j->rows < j->OH ? oh0 + j->rows : j->OH, ohw = j->OH * j->OW;
+    /* per block of 16 output columns and kw: the lanes of its first (and, at stride 2, second) load inside the row */
+    __mmask16 masks[SMALL_MASKS];
+    const int64_t nblk = (j->OW + 15) / 16;
+    if (nblk * j->KW * 2 > SMALL_MASKS) return -1;
+    for (int64_t bk = 0; bk < nblk; bk++)
+        for (int64_t kw = 0; kw < j->KW; kw++) {
+            const int64_t q = bk * 16 * j->SW - j->PL + kw; /* lane l reads column q + l*SW */
+            masks[(bk * j->KW + kw) * 2] = row_mask(q, j->W), masks[(bk * j->KW + kw) * 2 + 1] = row_mask(q + 16, j->W);
+        }
+    /* NOTE: row by row (blocks of columns inside), so the task's input rows and output rows stay in cache: with
+     * the blocks of columns outside, YOLO's first convolution at 480x640 took 1.5x the time in its unit */
+    for (int64_t oh = oh0; oh < oh1; oh++)
+        for (int64_t ow0 = 0; ow0 < j->OW; ow0 += 16) {
+            const int nl = j->OW - ow0 < 16 ? (int)(j->OW - ow0) : 16;
+            const __mmask16 *mk = masks + ow0 / 16 * j->KW * 2;
+            for (int64_t mb = 0; mb < j->nmb; mb++) {
+                __m512 acc[16];
+                for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+                for (int64_t c = 0; c < j->C; c++)
+                    for (int64_t kh = 0; kh < j->KH; kh++) {
+                        const int64_t ih = oh * j->SH - j->PT + kh;
+                        if (ih < 0 || ih >= j->H) continue;
+                        const float *xr = j->x + ((n * j->C + c) * j->H + ih) * j->W;
+                        const float *wk = j->wt + ((c * j->KH + kh) * j->KW * j->nmb + mb) * 16;
+                        for (int64_t kw = 0; kw < j->KW; kw++, wk += j->nmb * 16) {
+                            const int64_t q = ow0 * j->SW - j->PL + kw;
+                            __m512 v = row_load(xr, q, mk[2 * kw]);
+                            if (j->SW == 2) v = _mm512_permutex2var_ps(v, EVEN_LANES, row_load(xr, q + 16, mk[2 * kw + 1]));
+                            for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wk[r]), v, acc[r]);
+                        }
+                    }
+                /* the epilogue in registers (bias from the padded copy), then the rows of real channels; NOTE:
+                 * indexed by a variable, the accumulators lived on the stack for the whole loop */
+                const float *bias = j->b ? j->bias_pad + 16 * mb : NULL;
+                const int64_t mc = j->M - 16 * mb < 16 ? j->M - 16 * mb : 16;
+                const epilogue e = {NULL, j->z ? 0 : j->act, j->params[0], j->params[1], j->params[2]};
+                float *y0 = j->y + (n * j->M + 16 * mb) * ohw + oh * j->OW + ow0;
+#pragma GCC unroll 16
+                for (int r = 0; r < 16; r++) {
+                    if (r >= mc) break;
+                    __m512 v = bias ? _mm512_add_ps(acc[r], _mm512_set1_ps(bias[r])) : acc[r];
+                    v = activate(v, &e);
+                    if (nl == 16)
+                        v_store(y0 + r * ohw, v);
+                    else
+                        v_store_n(y0 + r * ohw, v, nl);
+                }
+            }
+    }
+    if (j->z) { /* the residual and the activation after it, over the task's rows */
+        const epilogue ea = {NULL, j->act, j->params[0], j->params[1], j->params[2]};
+        const int64_t len = (oh1 - oh0) * j->OW;
+        for (int64_t m = 0; m < j->M; m++) {
+            const int64_t at = (n * j->M + m) * ohw + oh0 * j->OW;
+            float *yr = j->y + at;
+            const float *zr = j->z + at;
+            int64_t q = 0;
+            for (; q + 16 <= len; q += 16) v_store(yr + q, activate(v_add(v_load(yr + q), v_load(zr + q)), &ea));
+            if (q < len) {
+                const int rest = (int)(len - q);
+                v_store_n(yr + q, activate(v_add(v_load_n(yr + q, rest), v_load_n(zr + q, rest)), &ea), rest);
+            }
+        }
+    }
+    return 0;
+}
+#endif
+
+/* the direct path where it is taken (see above); 1: not taken */
+static int small_conv(void **p, const int64_t *s, int threads) {
+#if defined(ISA_AVX512)
+    const int64_t K = s[S_C] * s[S_KH] * s[S_KW];
+    if (s[S_GROUP] != 1 || s[S_BT] || s[S_ZROW] || s[S_WPACK] > 1 || K > s[S_SMALL] || s[S_KH] * s[S_KW] < 2 ||
+        s[S_DH] != 1 || s[S_DW] != 1 || s[S_SW] < 1 || s[S_SW] > 2 || s[S_SH] < 1 || s[S_PT] < 0 || s[S_PL] < 0 ||
+        (s[S_OW] + 15) / 16 * s[S_KW] * 2 > SMALL_MASKS)
+        return 1;
+    small_job j;
+    memset(&j, 0, sizeof j);
+    j.x = p[0], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
+    j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.SH = s[S_SH];
+    j.SW = s[S_SW], j.PT = s[S_PT], j.PL = s[S_PL], j.KH = s[S_KH], j.KW = s[S_KW], j.K = K, j.act = s[S_ACT];
+    j.nmb = (j.M + 15) / 16;
+    float *wt = grow(&tl_weights, K * j.nmb * 16 * (int64_t)sizeof(float));
+    if (!wt) return -1;
+    const float *w = p[1];
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t m = 0; m < j.nmb * 16; m++) {
+            float v = 0.0f;
+            if (m < j.M) v = s[S_WPACK] ? w[(m / PANEL * K + k) * PANEL + m % PANEL] : w[m * K + k];
+            wt[(k * j.nmb + m / 16) * 16 + m % 16] = v;
+        }
+    j.wt = wt;
+    if (j.b) {
+        float *bp = grow(&tl_bias, j.nmb * 16 * (int64_t)sizeof(float));
+        if (!bp) return -1;
+        for (int64_t m = 0; m < j.nmb * 16; m++) bp[m] = m < j.M ? j.b[m] : 0.0f;
+        j.bias_pad = bp;
+    }
+    /* about 4 tasks per thread, each whole output rows of one image */
+    const int64_t want = (4 * threads + s[S_N] - 1) / s[S_N];
+    j.rows = (j.OH + want - 1) / want;
+    j.tasks_per_image = (j.OH + j.rows - 1) / j.rows;
+    return share_out(s[S_N] * j.tasks_per_image, threads, small_task, &j);
+#else
+    (void)p, (void)s, (void)threads;
+    return 1;
+#endif
+}
+
 int pliant_kernel(void **p, const int64_t *s) {
     job j;
     memset(&j, 0, sizeof j);
@@ -1271,7 +1406,9 @@ int pliant_kernel(void **p, const int64_t *s) {
     if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
 #endif
     if (s[S_WPACK] == 2) return wino_conv(p, s, threads);
-    const int rc = swap_conv(p, s, threads);
+    int rc = small_conv(p, s, threads);
+    if (rc != 1) return rc;
+    rc = swap_conv(p, s, threads);
     if (rc != 1) return rc;
     if (s[S_WPACK]) { /* panels too empty for the turned-around product: the weights as rows again */
         float *w = grow(&tl_weights, j.M * j.K * (int64_t)sizeof(float));

@@ -200,7 +200,7 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-_MODES = ("gather", "direct", "swap", "packed", "panels", "winograd")
+_MODES = ("gather", "direct", "swap", "packed", "panels", "winograd", "small")
 
 
 @pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
@@ -210,8 +210,10 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
     one group, packed at the call), and weights of one group given packed as PackedConv has them (taken as
     B where they fill the panels, else unpacked; or as B wherever: "panels"), and 3x3 windows of stride 1 and one
-    group as Winograd F(2x2, 3x3) ("winograd": its transformed weights); those also for conv.c's other vector
-    paths (AVX2, GCC's vector extensions, plain C) and without OpenMP."""
+    group as Winograd F(2x2, 3x3) ("winograd": its transformed weights), and every window of one group, width
+    stride 1 or 2 and no dilation as a direct convolution ("small": taken by default for few products per
+    output); those also for conv.c's other vector paths (AVX2, GCC's vector extensions, plain C: where "small"
+    runs the GEMM paths) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
     if mode in ("packed", "panels", "winograd"):
         run = blas_conv._run
@@ -231,6 +233,7 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)
         monkeypatch.setattr(blas_conv, "DIRECT_WASTE", -1 if mode == "gather" else 10**9)
         monkeypatch.setattr(blas_conv, "SWAP_POSITIONS", -1 if mode in ("swap", "panels") else 0)
+        monkeypatch.setattr(blas_conv, "SMALL_K", 10**6 if mode == "small" else 0)
     if build:
         monkeypatch.setattr(blas_conv, "_FN", [_conv_build(build)])
     return str(request.param)
