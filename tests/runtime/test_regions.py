@@ -443,3 +443,21 @@ def test_attention_fusion_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> 
     exe = pliant.compile(_attention_model().SerializeToString(), specialize=False)
     (op,) = [op for op in exe.module.walk() if op.name == "Static"]
     assert not region_c.RegionUnit(op).attention
+
+
+def test_large_concats_are_copied_in_pieces() -> None:
+    """Past CONCAT_PARALLEL elements a unit's Concat copies in pieces over the threads: rows of several pieces
+    (a key-value cache along its sequence axis) and one row (along the first axis) land where NumPy puts them."""
+    assert 600 * 64 > 2 * region_c.CONCAT_PIECE and 2 * 3 * 601 * 64 > region_c.CONCAT_PARALLEL
+    model = _model(
+        [N("Concat", ["past", "new"], ["kv"], axis=2), N("Relu", ["kv"], ["y"]),
+         N("Concat", ["past", "past"], ["c0"], axis=0), N("Neg", ["c0"], ["y2"])],
+        [("past", F, [2, 3, "L", 64]), ("new", F, [2, 3, "T", 64])], ["y", "y2"], [])
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert exe.report()["kernels"].get("static") == 1, exe.program.unsupported
+    for length, t in [(600, 1), (5, 700)]:
+        past = RNG.standard_normal((2, 3, length, 64)).astype(np.float32)
+        new = RNG.standard_normal((2, 3, t, 64)).astype(np.float32)
+        got = exe.run({"past": past, "new": new})
+        np.testing.assert_array_equal(got["y"], np.maximum(np.concatenate([past, new], axis=2), 0))
+        np.testing.assert_array_equal(got["y2"], -np.concatenate([past, past], axis=0))
