@@ -981,10 +981,13 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
  * (pliant.ops.conv.pack_winograd_weights).  Rounding: within 2x a direct product's in the tests (B^T and A^T
  * are 0 and +-1; G's halves are exact). */
 #define WT 16                /* elements of a transformed tile (4x4) */
-/* V[xi] (and Mx[xi]) n floats apart: past a multiple of 4 KiB by one cache line, so that the 16 stores (or loads) of
- * a tile do not all fall into one L1 set (64 channels of 8x8: 16 tiles of 64 channels are exactly 4 KiB; the
- * input transform took 3x its time) */
-static inline int64_t skewed(int64_t n) { return (n + 1023) / 1024 * 1024 + 16; }
+/* V[xi] (and Mx[xi]) n floats apart, rounded up to a cache line and kept off multiples of 1 KiB by one more line,
+ * so that the 16 stores (or loads) of a tile do not fall into a few L1 sets (64 channels of 8x8: 16 tiles of 64
+ * channels are exactly 4 KiB apart; the input transform took 3x its time) */
+static inline int64_t skewed(int64_t n) {
+    const int64_t lines = (n + 15) / 16 * 16;
+    return lines % 256 == 0 ? lines + 16 : lines;
+}
 #define WINO_BLOCK (1 << 17) /* floats of transformed input (V) per block of tile rows (512 KiB), at least one row */
 
 typedef struct {
