@@ -127,6 +127,13 @@ def _kernel() -> Any:
     return _FN[0]
 
 
+def wpack_code(layout: str) -> int:
+    """conv.c's S_WPACK for weights stored in PackedConv's ``layout``: 1 + its index in ``PACKED_LAYOUTS``."""
+    from pliant.ops.conv import PACKED_LAYOUTS
+
+    return 1 + PACKED_LAYOUTS.index(layout)
+
+
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
@@ -161,7 +168,7 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
         raise ValueError(f"conv: the residual input has shape {z.shape}, expected {y.shape}")
     # NOTE: the sizes depend on the geometry only; a ctypes array of them costs 2 us to build, a look-up 0.3
     ws = packed or w.shape
-    wpack = 0 if packed is None else 2 if layout == "winograd" else 1  # NOTE: conv.c's S_WPACK
+    wpack = 0 if packed is None else wpack_code(layout)
     key = (*x.shape, *ws, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
            K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack, SMALL_K)
     sizes = _SIZES.get(key)

@@ -463,12 +463,10 @@ def _weight_shape(op: Op) -> tuple[Dim, ...]:
 
 
 def _wpack(op: Op) -> int:
-    """conv.c's S_WPACK for a conv: 0 (weights as given), or 1 + the index of a PackedConv's layout."""
-    from pliant.ops.conv import PACKED_LAYOUTS
+    """conv.c's S_WPACK for a conv: 0 (weights as given), or its PackedConv layout's (``blas_conv.wpack_code``)."""
+    from pliant.runtime import blas_conv
 
-    if not op.attrs.get("weight_shape"):
-        return 0
-    return 1 + PACKED_LAYOUTS.index(str(op.attrs.get("layout") or "panels"))
+    return blas_conv.wpack_code(str(op.attrs.get("layout") or "panels")) if op.attrs.get("weight_shape") else 0
 
 
 def _conv_geometry(op: Op) -> tuple[list[int], list[int], list[int], int] | None:

@@ -33,8 +33,8 @@ and output channels store Winograd F(2x2, 3x3)'s transformed weights instead
 and conv.c runs them as 16 products of transformed input tiles: 2.25x fewer
 multiply-adds than the direct convolution, with rounding errors of the same
 size (the transforms' coefficients are 0, +-1 and +-1/2).  In the models at 2
-threads (in-process, alternating rounds, against panels): see
-``WINOGRAD``.
+threads (in-process, alternating rounds, against panels): YOLO 0.87-0.94x
+the time, RaNet 0.82-0.94x, SkipNet 0.72-0.85x, blockdrop 0.89-0.99x.
 
 Like ``gemm-layout`` it changes no shape a caller sees and needs no analysis:
 ``pliant.compile`` runs it once on the imported model, before the copy kept
