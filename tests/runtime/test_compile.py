@@ -86,6 +86,37 @@ def test_cse_merges_equal_constants_only() -> None:
                                np.concatenate([x @ w, x @ w, x @ other], axis=1), rtol=1e-5)
 
 
+def test_folding_keeps_broadcasts_of_small_constants_as_ops() -> None:
+    """A ConstantOfShape or Expand whose result is large and larger than its operands stays an op (a memset
+    per call, not a constant kept for the program's life); small results and results no larger than their
+    operands (a Gather from a table) fold.  The values match NumPy's either way."""
+    from pliant.ir import DType, FunctionBuilder, tensor
+    from pliant.transforms.fold_constants import MAX_GROWN, fold_constants
+
+    table = np.random.default_rng(3).standard_normal((300, 16)).astype(np.float32)
+    fb = FunctionBuilder("main", [("x", tensor(DType.FLOAT, 64, 256))])
+    x = fb.inputs[0]
+    big = fb.op("ConstantOfShape", [fb.const(np.array([64, 256], np.int64))],
+                {"value": np.array([0.5], np.float32)})
+    small = fb.op("ConstantOfShape", [fb.const(np.array([4, 8], np.int64))], {"value": np.array([2.0], np.float32)})
+    wide = fb.op("Expand", [fb.const(np.array([1.5], np.float32)), fb.const(np.array([64, 256], np.int64))])
+    rows = fb.op("Gather", [fb.const(table), fb.const(np.arange(0, 256, dtype=np.int64))])
+    fb.output("y", fb.op("Add", [fb.op("Mul", [x, big]), wide]))
+    fb.output("s", small)
+    fb.output("r", rows)
+    module = fb.module()
+    assert 64 * 256 > MAX_GROWN >= 4 * 8
+    assert fold_constants(module) == 2
+    left = sorted(op.name for op in module.entry.body.ops if op.name in ("ConstantOfShape", "Expand", "Gather"))
+    assert left == ["ConstantOfShape", "Expand"]
+    xv = np.random.default_rng(4).standard_normal((64, 256)).astype(np.float32)
+    for exe in (pliant.compile(fb.module(), verify=True), pliant.compile(module)):
+        got = exe.run({"x": xv})
+        np.testing.assert_allclose(got["y"], xv * 0.5 + 1.5, rtol=1e-6)
+        np.testing.assert_array_equal(got["s"], np.full((4, 8), 2.0, np.float32))
+        np.testing.assert_array_equal(got["r"], table[:256])
+
+
 def test_gemm_weights_are_stored_transposed_once() -> None:
     """A constant read only as the B of transB=1 Gemms is transposed once and the Gemms read it plainly; one
     also read by another op is left alone; the outputs still match ONNX Runtime, at two batch sizes."""
