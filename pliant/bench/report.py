@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,25 @@ def median_s(cell: dict[str, Any] | None) -> float | None:
     return float(cell["latency"]["median"])
 
 
-def ratio_to(report: dict[str, Any], baseline: str) -> dict[tuple[int, str, str, str], float]:
-    """median(system) / median(baseline) per (threads, model, case, system)."""
+def ratio_to(report: dict[str, Any], baseline: str,
+             measure: Callable[[dict[str, Any] | None], float | None] | None = None) -> dict[tuple[int, str, str, str], float]:
+    """measure(system) / measure(baseline) per (threads, model, case, system); the measure is the median latency
+    unless given (``peak_memory`` for memory)."""
+    of = measure or median_s
     idx = _index(report)
     out = {}
     for (t, m, case, s), cell in idx.items():
-        a, b = median_s(cell), median_s(idx.get((t, m, case, baseline)))
+        a, b = of(cell), of(idx.get((t, m, case, baseline)))
         if a is not None and b:
             out[(t, m, case, s)] = a / b
     return out
+
+
+def peak_memory(cell: dict[str, Any] | None) -> float | None:
+    """A cell's resident-set peak above the idle worker and the case's data, in bytes (None if not measured)."""
+    if cell is None or cell.get("status") != "ok" or cell.get("peak_rss_above_idle") is None:
+        return None
+    return float(cell["peak_rss_above_idle"])
 
 
 def _short_status(cell: dict[str, Any] | None) -> str:
@@ -203,8 +213,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(_table(["model", "case", *systems], body))
         out.append("")
         out += [f"## Peak memory above the idle process (MB){suffix}", "",
-                "Resident-set peak during the case minus the worker's RSS before it loaded the model (so weights count; "
-                "torch.compile's first case includes compiling); in brackets, the allocator's own peak for one call "
+                "Resident-set peak of the first call and of the timed calls, minus the worker's RSS before it loaded "
+                "the model (so weights count; torch.compile's first case includes compiling) and minus what reading "
+                "the case's inputs and reference outputs added (the harness's memory, not the system's; the "
+                "comparison with the reference is left out too); in brackets, the allocator's own peak for one call "
                 "where the system reports one.", ""]
         body = []
         for mo, ca, _ in rows:
@@ -221,6 +233,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             body.append(row)
         out.append(_table(["model", "case", *systems], body))
         out.append("")
+        if base:
+            out.append(_geomean_line(report, t, base, [s for s in systems if s != base], peak_memory)
+                       .replace("the ratio to", "the peak memory's ratio to"))
+            out.append("")
         out += [f"## Output difference from the reference{suffix}", "", "Largest absolute difference over all outputs.", ""]
         body = []
         for mo, ca, _ in rows:
@@ -281,8 +297,9 @@ def geomean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
 
 
-def _geomean_line(report: dict[str, Any], threads: int, base: str, systems: list[str]) -> str:
-    ratios = ratio_to(report, base)
+def _geomean_line(report: dict[str, Any], threads: int, base: str, systems: list[str],
+                  measure: Callable[[dict[str, Any] | None], float | None] | None = None) -> str:
+    ratios = ratio_to(report, base, measure)
     parts = []
     for s in systems:
         vals = [r for (t, _, _, sys_), r in ratios.items() if t == threads and sys_ == s]

@@ -32,6 +32,7 @@ from pliant.ir.clone import clone_module
 from pliant.ir.core import Module
 from pliant.ir.dims import Dim, compile_dims
 from pliant.ir.types import TensorType
+from pliant.runtime.heap import release_free_memory
 from pliant.runtime.program import FunctionProgram
 from pliant.transforms.cse import cse
 from pliant.transforms.dce import dce
@@ -372,29 +373,6 @@ def _peak_expression(module: Module) -> Dim:
         return peak_memory(module).bytes
     except (ValueError, TypeError):
         return None
-
-
-def release_free_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc only; elsewhere nothing happens).
-
-    Compiling allocates and frees far more than it keeps (protobuf copies, the analysis's expressions), and
-    glibc keeps freed small blocks in the heap: without this, a compiled model's resident set carries them.
-    """
-    global _TRIM
-    # NOTE: no gc.collect() here: in a process holding millions of objects it takes a good part of a second
-    if _TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM: Any = None
 
 
 def _limit_threads(threads: int) -> None:

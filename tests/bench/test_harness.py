@@ -143,6 +143,7 @@ def test_peak_memory_is_measured_per_case(report: tuple[dict[str, Any], Path]) -
     rep, _ = report
     for c in cells(rep, "tiny", "pliant"):
         assert c["peak_rss_above_idle"] is not None and c["peak_rss_above_idle"] >= 0
+        assert c["case_data_rss"] >= 0  # what reading the case's data added, left out of the peak
         assert c["allocator_peak"] is not None and c["allocator_peak"] > 0
 
 

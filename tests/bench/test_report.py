@@ -12,7 +12,7 @@ import pytest
 from pliant.bench.compare import compare_outputs
 from pliant.bench.measure import LatencyStats, TimingPolicy, time_calls
 from pliant.bench.plot import _FONT, Canvas, plot_ratios
-from pliant.bench.report import ratio_to, render_markdown
+from pliant.bench.report import peak_memory, ratio_to, render_markdown
 from pliant.bench.spec import Case, InputSpec, ModelSpec, SuiteError
 
 
@@ -100,6 +100,19 @@ def test_markdown_shows_ratios_failures_mismatches_and_load() -> None:
     assert "**torch-compile** failed (1 cells: m L=1): Unsupported: boom" in md
     assert "output mismatch on m L=2" in md
     assert "0.90 cores busy on average" in md and "ratios measured in this same run" in md
+
+
+def test_memory_ratios_leave_out_cells_that_did_not_run_ok() -> None:
+    rep = synthetic_report()
+    for c in rep["cells"]:
+        if c["system"] == "onnxruntime":
+            c["peak_rss_above_idle"] = {"L=1": 20e6, "L=2": 8e6}[c["case"]]
+    rep["cells"][0]["peak_rss_above_idle"] = 4e6
+    mem = ratio_to(rep, "onnxruntime", peak_memory)
+    assert mem[(2, "m", "L=1", "pliant")] == pytest.approx(0.2)
+    assert (2, "m", "L=2", "pliant") not in mem  # the mismatch's memory is no figure
+    assert "Geometric mean of the peak memory's ratio to onnxruntime, per system over the cases it ran: " \
+           "pliant 0.20 (1 cases)" in render_markdown(rep)
 
 
 def test_plot_is_written_even_when_a_system_failed_everywhere(tmp_path: Path) -> None:
