@@ -303,7 +303,8 @@ def test_a_hot_signature_gets_a_specialised_version() -> None:
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_version_is_kept_only_where_it_is_faster(keep: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new version, then the generic one, make TRIAL_CALLS timed calls each (both giving the interpreter's
-    results); a version that is not faster is dropped and its signature never specialised again."""
+    results); a version that is not faster is dropped and its signature never specialised again, nor, once
+    more versions were declined than kept, any other signature."""
     from pliant.runtime import compiled
 
     # NOTE: 1e9: any version counts as faster; 0: none does
@@ -322,10 +323,18 @@ def test_a_version_is_kept_only_where_it_is_faster(keep: bool, monkeypatch: pyte
     rep = exe.report()
     assert rep["on_trial"] == []
     if keep:
-        assert rep["versions"] == 2 and rep["declined"] == []
+        assert rep["versions"] == 2 and rep["declined"] == [] and rep["specializing"]
     else:
         assert rep["versions"] == 1 and len(rep["declined"]) == 1 and "generic version" in rep["declined"][0]
         assert not exe._building  # NOTE: a declined signature is not built again
+        assert not rep["specializing"]
+    # a second hot signature: a version while versions pay, none once more were declined than kept
+    other = {"ids": np.zeros((1, feeds["ids"].shape[1] + 3), np.int64)}
+    for _ in range(compiled.SPECIALIZE_AFTER):
+        np.testing.assert_allclose(exe.run(other)["hidden"], pliant.interpret(module, other)["hidden"],
+                                   rtol=1e-4, atol=1e-5)
+    exe.wait_for_versions()
+    assert exe.report()["versions"] == (3 if keep else 1)
 
 
 def test_execution_order_lowers_the_peak() -> None:
