@@ -284,8 +284,11 @@ PACKED_CONV_SCHEMA = Schema(
     {"weight_shape": None, "strides": None, "pads": None, "dilations": None, "layout": "panels"},
     frozenset({"weight_shape"}))
 
-PACKED_LAYOUTS = ("panels", "winograd")
+PACKED_LAYOUTS = ("panels", "winograd", "winograd_taps")
 """PackedConv's layouts; conv.c's S_WPACK is a layout's index plus one."""
+
+WINOGRAD_LAYOUTS = ("winograd", "winograd_taps")
+"""The layouts conv.c runs as Winograd F(2x2, 3x3): 3x3 windows of stride 1, no dilation."""
 
 WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 """F(2x2, 3x3)'s weight transform (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
@@ -324,6 +327,20 @@ def unpack_winograd_weights(u: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(w, dtype=u.dtype)
 
 
+def pack_winograd_taps(w: np.ndarray) -> np.ndarray:
+    """3x3 conv weights (M, C, 3, 3) as PackedConv's "winograd_taps" layout: shape (M, 9, C), each output channel's
+    nine taps with the input channels contiguous, which conv.c transforms (G w G^T) a few rows at a time."""
+    if w.ndim != 4 or w.shape[2:] != (3, 3):
+        raise ValueError(f"Winograd F(2x2, 3x3) needs weights of shape (M, C, 3, 3), got {w.shape}")
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], 9, w.shape[1])
+
+
+def unpack_winograd_taps(t: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The weights (M, C, 3, 3) whose taps ``t`` are (``pack_winograd_taps``'s inverse)."""
+    m, c = int(shape[0]), int(shape[1])
+    return np.ascontiguousarray(t.reshape(m, 3, 3, c).transpose(0, 3, 1, 2))
+
+
 def packed_layout(attrs: Any, what: str, error: type[Exception] = ShapeInferenceError) -> str:
     """PackedConv's (or its FusedConv's) ``layout`` attribute, checked."""
     layout = attrs.get("layout") or "panels"
@@ -335,12 +352,20 @@ def packed_layout(attrs: Any, what: str, error: type[Exception] = ShapeInference
 def packed_array_shape(layout: str, weight_shape: Sequence[int]) -> tuple[int, int, int]:
     """The shape of weights ``weight_shape`` (M, C, KH, KW) stored in PackedConv's ``layout``."""
     m, c, kh, kw = (int(e) for e in weight_shape)
-    return (16, m, c) if layout == "winograd" else (-(-m // PACK_PANEL), c * kh * kw, PACK_PANEL)
+    if layout == "winograd":
+        return (16, m, c)
+    if layout == "winograd_taps":
+        return (m, kh * kw, c)
+    return (-(-m // PACK_PANEL), c * kh * kw, PACK_PANEL)
 
 
 def unpack_packed_weights(p: np.ndarray, layout: str, shape: Sequence[int]) -> np.ndarray:
     """The weights (M, C, KH, KW) stored as ``p`` in PackedConv's ``layout``."""
-    return unpack_winograd_weights(p, shape) if layout == "winograd" else unpack_conv_weights(p, shape)
+    if layout == "winograd":
+        return unpack_winograd_weights(p, shape)
+    if layout == "winograd_taps":
+        return unpack_winograd_taps(p, shape)
+    return unpack_conv_weights(p, shape)
 
 
 def packed_weight_shape(attrs: Any, panels: tuple[Any, ...] | None, what: str,
@@ -352,10 +377,10 @@ def packed_weight_shape(attrs: Any, panels: tuple[Any, ...] | None, what: str,
         raise error(f"{what}: PackedConv needs 'weight_shape' = [M, C, KH, KW] (positive), got {ws!r}")
     m, c, kh, kw = (int(e) for e in ws)
     layout = packed_layout(attrs, what, error)
-    if layout == "winograd":
+    if layout in WINOGRAD_LAYOUTS:
         strides, dil = attrs.get("strides") or [1, 1], attrs.get("dilations") or [1, 1]
         if (kh, kw) != (3, 3) or any(int(e) != 1 for e in [*strides, *dil]):
-            raise error(f"{what}: PackedConv's winograd layout is for 3x3 windows of stride 1 without dilation, "
+            raise error(f"{what}: PackedConv's {layout} layout is for 3x3 windows of stride 1 without dilation, "
                         f"got weight_shape {[m, c, kh, kw]}, strides {list(strides)}, dilations {list(dil)}")
     want = packed_array_shape(layout, (m, c, kh, kw))
     if panels is not None and (len(panels) != 3 or any(isinstance(a, int) and a != b for a, b in zip(panels, want))):

@@ -1000,9 +1000,10 @@ typedef struct {
     int64_t TW, ty0, nty, P, n; /* tiles per row; the block: tile rows ty0.. (nty of them, P tiles), image n */
     int64_t cchunk, mchunk;
     const int64_t *kofs; /* k * P: row k of a V[xi] */
+    int taps;            /* S_WPACK 3: u holds the taps, w[m][k][c], transformed MR rows at a time (wino_weights) */
 } wino_job;
 
-static __thread buffer tl_wprod, tl_wv, tl_wofs;
+static __thread buffer tl_wprod, tl_wv, tl_wofs, tl_wu;
 #if !defined(ISA_AVX512)
 static __thread buffer tl_wrows;
 #endif
@@ -1129,28 +1130,89 @@ static int wino_in_task(const void *ctx, int64_t t) {
 }
 
 /* 2: output channels [t*mchunk, ..): their 16 products over the block's tiles, then the output tiles */
+/* U = G w G^T of rows [0, mr) of taps w[r][k][c] (k = 3 kh + kw), into u[xi][r][c] (MR rows a xi): per vector of
+ * channels, G's rows are w0, (w0 + w1 + w2) / 2, (w0 - w1 + w2) / 2 and w2, first down the window's columns, then
+ * along its rows */
+static void wino_weights(const float *restrict w, float *restrict u, int mr, int64_t C) {
+    const vf half = v_set1(0.5f);
+    for (int r = 0; r < mr; r++)
+        for (int64_t c = 0; c < C; c += VL) {
+            const int n = C - c < VL ? (int)(C - c) : VL;
+            vf k[9], t[4][3];
+            for (int q = 0; q < 9; q++) k[q] = n == VL ? v_load(w + ((int64_t)r * 9 + q) * C + c)
+                                                       : v_load_n(w + ((int64_t)r * 9 + q) * C + c, n);
+            for (int b = 0; b < 3; b++) {
+                const vf even = v_add(k[b], k[6 + b]);
+                t[0][b] = k[b], t[3][b] = k[6 + b];
+                t[1][b] = v_fma(v_add(even, k[3 + b]), half, v_zero());
+                t[2][b] = v_fma(v_sub(even, k[3 + b]), half, v_zero());
+            }
+            for (int a = 0; a < 4; a++) {
+                const vf even = v_add(t[a][0], t[a][2]);
+                const vf out[4] = {t[a][0], v_fma(v_add(even, t[a][1]), half, v_zero()),
+                                   v_fma(v_sub(even, t[a][1]), half, v_zero()), t[a][2]};
+                for (int b = 0; b < 4; b++) {
+                    float *d = u + ((int64_t)(4 * a + b) * MR + r) * C + c;
+                    if (n == VL)
+                        v_store(d, out[b]);
+                    else
+                        v_store_n(d, out[b], n);
+                }
+            }
+        }
+}
+
+/* the products Mx[xi] (rows m0.., mr of them, at mx's row mr0) of U's rows a (lda apart) with V's columns */
+static void wino_products(const wino_job *j, int xi, const float *a, int64_t lda, float *mx, int64_t xs,
+                          int64_t mrow, int mr) {
+    const int64_t P = j->P;
+    const float *vx = j->v + xi * skewed(j->C * P);
+    for (int64_t j0 = 0; j0 < P; j0 += NR) {
+        int nl[NV];
+        const float *bp[NV];
+        float *cp[NV];
+        for (int q = 0; q < NV; q++) {
+            const int64_t left = P - j0 - q * VL;
+            nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
+            bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
+            cp[q] = mx + xi * xs + mrow * P + j0 + q * VL;
+        }
+        tile(0, 0, j->C, a, lda, bp, j->kofs, cp, NULL, 0, P, mr, nl, 0, NULL);
+    }
+}
+
 static int wino_out_task(const void *ctx, int64_t t) {
     const wino_job *j = (const wino_job *)ctx;
     const int64_t m0 = t * j->mchunk, m1 = m0 + j->mchunk < j->M ? m0 + j->mchunk : j->M, mc = m1 - m0, P = j->P;
     const int64_t xs = skewed(mc * P);
     float *mx = grow(&tl_wprod, (WT * xs + NR) * (int64_t)sizeof(float)); /* Mx[xi][m - m0][tile] */
     if (!mx) return -1;
-    for (int xi = 0; xi < WT; xi++) {
-        const float *vx = j->v + xi * skewed(j->C * P);
-        for (int64_t j0 = 0; j0 < P; j0 += NR) {
-            int nl[NV];
-            const float *bp[NV];
-            float *cp[NV];
-            for (int q = 0; q < NV; q++) {
-                const int64_t left = P - j0 - q * VL;
-                nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
-                bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
-            }
-            for (int64_t m = m0; m < m1; m += MR) {
-                const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
-                for (int q = 0; q < NV; q++) cp[q] = mx + xi * xs + (m - m0) * P + j0 + q * VL;
-                tile(0, 0, j->C, j->u + ((int64_t)xi * j->M + m) * j->C, j->C, bp, j->kofs, cp, NULL, 0, P, mr, nl, 0,
-                     NULL);
+    if (j->taps) { /* MR rows of U at a time, from the taps: all 16 products of those rows, then the next */
+        float *u = grow(&tl_wu, WT * MR * j->C * (int64_t)sizeof(float));
+        if (!u) return -1;
+        for (int64_t m = m0; m < m1; m += MR) {
+            const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
+            wino_weights(j->u + m * 9 * j->C, u, mr, j->C);
+            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + (int64_t)xi * MR * j->C, j->C, mx, xs, m - m0, mr);
+        }
+    } else {
+        for (int xi = 0; xi < WT; xi++) {
+            const float *vx = j->v + xi * skewed(j->C * P);
+            for (int64_t j0 = 0; j0 < P; j0 += NR) {
+                int nl[NV];
+                const float *bp[NV];
+                float *cp[NV];
+                for (int q = 0; q < NV; q++) {
+                    const int64_t left = P - j0 - q * VL;
+                    nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
+                    bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
+                }
+                for (int64_t m = m0; m < m1; m += MR) {
+                    const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
+                    for (int q = 0; q < NV; q++) cp[q] = mx + xi * xs + (m - m0) * P + j0 + q * VL;
+                    tile(0, 0, j->C, j->u + ((int64_t)xi * j->M + m) * j->C, j->C, bp, j->kofs, cp, NULL, 0, P, mr, nl,
+                         0, NULL);
+                }
             }
         }
     }
@@ -1232,7 +1294,7 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
     memset(&j, 0, sizeof j);
     j.x = p[0], j.u = p[1], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
     j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.PT = s[S_PT];
-    j.PL = s[S_PL], j.act = s[S_ACT];
+    j.PL = s[S_PL], j.act = s[S_ACT], j.taps = s[S_WPACK] == 3;
     const int64_t N = s[S_N], TH = (j.OH + 1) / 2;
     j.TW = (j.OW + 1) / 2;
     /* blocks of tile rows whose V fits a core's L2 (WINO_BLOCK); where there are enough of them, each thread
@@ -1401,7 +1463,7 @@ int pliant_kernel(void **p, const int64_t *s) {
 #ifdef _OPENMP
     if ((double)N * (double)j.M * (double)j.K * (double)j.ohw >= (double)s[S_PARALLEL]) threads = omp_get_max_threads();
 #endif
-    if (s[S_WPACK] == 2) return wino_conv(p, s, threads);
+    if (s[S_WPACK] == 2 || s[S_WPACK] == 3) return wino_conv(p, s, threads);
     int rc = small_conv(p, s, threads);
     if (rc != 1) return rc;
     rc = swap_conv(p, s, threads);

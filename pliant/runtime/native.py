@@ -430,7 +430,7 @@ def conv(
     """ONNX Conv, NCW or NCHW, with explicit ``pads`` (begin..., end...; ``auto_pad`` resolved by the caller).
 
     ``weight_shape`` (M, C, KH, KW): ``w`` is those weights as ``pliant.PackedConv``
-    stores them in ``layout`` ("panels" or "winograd"; a 2-D convolution of one group).
+    stores them in ``layout`` ("panels", "winograd" or "winograd_taps"; a 2-D convolution of one group).
 
     Depthwise (one input channel per group, any channel multiplier) runs a direct
     kernel; any other convolution is one call into ``conv.c`` (``blas_conv.conv2d``).
@@ -448,17 +448,17 @@ def conv(
     x, w = _f32(x, "x", fn), _f32(w, "w", fn)
     packed: tuple[int, int, int, int] | None = None
     if weight_shape is not None:
-        from pliant.ops.conv import PACKED_LAYOUTS, packed_array_shape
+        from pliant.ops.conv import PACKED_LAYOUTS, WINOGRAD_LAYOUTS, packed_array_shape
 
         m, cg, kh, kw = packed = (int(weight_shape[0]), int(weight_shape[1]), int(weight_shape[2]), int(weight_shape[3]))
         if layout not in PACKED_LAYOUTS:
             raise NativeUnsupportedError(f"conv: no packed layout {layout!r}; expected one of {list(PACKED_LAYOUTS)}")
         want = packed_array_shape(layout, packed)
-        if x.ndim != 4 or int(group) != 1 or w.shape != want or (layout == "winograd" and (kh, kw) != (3, 3)):
+        if x.ndim != 4 or int(group) != 1 or w.shape != want or (layout in WINOGRAD_LAYOUTS and (kh, kw) != (3, 3)):
             raise NativeUnsupportedError(
                 f"conv: packed weights {w.shape} of a {list(packed)} convolution of group {group} on x {x.shape}: "
                 f"only 2-D convolutions of one group, {layout} of shape {want}"
-                + (" and a 3x3 window" if layout == "winograd" else ""))
+                + (" and a 3x3 window" if layout in WINOGRAD_LAYOUTS else ""))
         w_shape: tuple[int, ...] = packed
     else:
         w_shape = w.shape
@@ -481,7 +481,7 @@ def conv(
     st = _ints(strides, nsp, 1, "strides", fn, 1)
     dil = _ints(dilations, nsp, 1, "dilations", fn, 1)
     pp = _ints(pads, 2 * nsp, 0, "pads", fn, 0)
-    if packed is not None and layout == "winograd" and st + dil != [1] * 4:
+    if packed is not None and layout != "panels" and st + dil != [1] * 4:
         raise NativeUnsupportedError(f"conv: Winograd weights need stride 1 without dilation, got strides {st}, "
                                      f"dilations {dil}")
     outs = []

@@ -51,7 +51,7 @@ import numpy as np
 from pliant.ir.core import Module, Op
 from pliant.ir.dtypes import DType
 from pliant.ir.types import TensorType
-from pliant.ops.conv import pack_conv_weights, pack_winograd_weights
+from pliant.ops.conv import pack_conv_weights, pack_winograd_taps, pack_winograd_weights
 from pliant.ops.linalg import PACK_PANEL, pack_columns
 from pliant.transforms.manager import rewrite_matrices
 
@@ -72,6 +72,10 @@ WINOGRAD = True
 """Whether 3x3 convolutions of stride 1 (one group, no dilation) of at least WINOGRAD_MIN_CHANNELS input and
 output channels store Winograd F(2x2, 3x3)'s transformed weights (PackedConv's "winograd" layout), which conv.c
 multiplies by transformed input tiles: 2.25x fewer products than the direct convolution."""
+
+WINOGRAD_TAPS = True
+"""Whether those weights are stored as their taps (PackedConv's "winograd_taps", (M, 9, C)) that conv.c transforms
+as it runs, rather than transformed ("winograd", (16, M, C), 16/9 the size)."""
 
 WINOGRAD_MIN_CHANNELS = 32
 """Input and output channels from which a 3x3 convolution takes Winograd's layout: below, transforming the
@@ -116,14 +120,15 @@ def _winograd(user: Op, shape: tuple[int, ...]) -> bool:
 
 def _pack_conv(const: Op, value: np.ndarray, readers: list[Op]) -> None:
     winograd = WINOGRAD and all(_winograd(user, value.shape) for user in readers)
-    packed = pack_winograd_weights(value) if winograd else pack_conv_weights(value)
+    packed = (pack_winograd_taps(value) if WINOGRAD_TAPS else pack_winograd_weights(value)) if winograd \
+        else pack_conv_weights(value)
     const.attrs["value"] = packed
     const.results[0].type = TensorType(DType.FLOAT, packed.shape)
     for user in readers:
         attrs: dict[str, Any] = {k: user.attrs[k] for k in ("strides", "pads", "dilations") if k in user.attrs}
         attrs["weight_shape"] = [int(d) for d in value.shape]
         if winograd:
-            attrs["layout"] = "winograd"
+            attrs["layout"] = "winograd_taps" if WINOGRAD_TAPS else "winograd"
         conv = Op("PackedConv", list(user.operands), [user.results[0].type], attrs, domain="pliant",
                   label=user.label, result_names=[user.results[0].name])
         block = user.parent

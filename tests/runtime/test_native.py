@@ -200,7 +200,7 @@ def _conv_build(name: str) -> Any:
     return cache.load(source, dataclasses.replace(tc, flags=flags)).fn
 
 
-_MODES = ("gather", "direct", "swap", "packed", "panels", "winograd", "small")
+_MODES = ("gather", "direct", "swap", "packed", "panels", "winograd", "taps", "small")
 
 
 @pytest.fixture(params=["default", *_MODES, *(f"{b}-{m}" for b in _BUILDS for m in _MODES)])
@@ -210,19 +210,22 @@ def conv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     everywhere, the input in place wherever the width stride is 1, or the weights as B wherever there is
     one group, packed at the call), and weights of one group given packed as PackedConv has them (taken as
     B where they fill the panels, else unpacked; or as B wherever: "panels"), and 3x3 windows of stride 1 and one
-    group as Winograd F(2x2, 3x3) ("winograd": its transformed weights), and every window of one group, width
+    group as Winograd F(2x2, 3x3) ("winograd": its transformed weights; "taps": its taps, transformed as it runs),
+    and every window of one group, width
     stride 1 or 2 and no dilation as a direct convolution ("small": taken by default for few products per
     output); those also for conv.c's other vector paths (AVX2, GCC's vector extensions, plain C: where "small"
     runs the GEMM paths) and without OpenMP."""
     build, _, mode = str(request.param).rpartition("-")
-    if mode in ("packed", "panels", "winograd"):
+    if mode in ("packed", "panels", "winograd", "taps"):
         run = blas_conv._run
 
         def packed_run(x: np.ndarray, w: np.ndarray, *args: Any, group: int, packed: Any = None, **kw: Any) -> None:
             plain = tuple(kw["strides"]) + tuple(kw["dilations"]) == (1, 1, 1, 1)
             if mode == "winograd" and group == 1 and packed is None and w.shape[2:] == (3, 3) and plain:
                 w, packed, kw["layout"] = conv_ops.pack_winograd_weights(w), w.shape, "winograd"
-            elif group == 1 and packed is None and mode != "winograd":
+            elif mode == "taps" and group == 1 and packed is None and w.shape[2:] == (3, 3) and plain:
+                w, packed, kw["layout"] = conv_ops.pack_winograd_taps(w), w.shape, "winograd_taps"
+            elif group == 1 and packed is None and mode not in ("winograd", "taps"):
                 w, packed = conv_ops.pack_conv_weights(w), w.shape
             run(x, w, *args, group=group, packed=packed, **kw)
 

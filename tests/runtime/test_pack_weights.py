@@ -19,7 +19,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pliant
 from pliant.errors import OpRuntimeError, ShapeInferenceError
-from pliant.ops.conv import pack_conv_weights, pack_winograd_weights, unpack_conv_weights, unpack_winograd_weights
+from pliant.ops.conv import (
+    pack_conv_weights,
+    pack_winograd_taps,
+    pack_winograd_weights,
+    unpack_conv_weights,
+    unpack_winograd_taps,
+    unpack_winograd_weights,
+)
 from pliant.ops.linalg import PACK_PANEL, pack_columns, unpack_columns
 from pliant.transforms.pack_weights import pack_weights
 from tests.helpers import run_onnxruntime
@@ -297,6 +304,17 @@ def test_winograd_weights_are_g_w_g_transposed(m: int, c: int) -> None:
         pack_winograd_weights(w[:, :, :2])
 
 
+def test_winograd_taps_are_each_output_channels_window_by_input_channel() -> None:
+    w = RNG.standard_normal((6, 5, 3, 3)).astype(np.float32)
+    t = pack_winograd_taps(w)
+    assert t.shape == (6, 9, 5) and t.dtype == np.float32 and t.flags.c_contiguous
+    for m, kh, kw, c in [(0, 0, 0, 0), (5, 2, 2, 4), (3, 1, 2, 1), (2, 2, 0, 3)]:
+        assert t[m, 3 * kh + kw, c] == w[m, c, kh, kw]
+    np.testing.assert_array_equal(unpack_winograd_taps(t, w.shape), w)
+    with pytest.raises(ValueError, match=r"\(M, C, 3, 3\)"):
+        pack_winograd_taps(w[:, :, :2])
+
+
 def _winograd_convs() -> onnx.ModelProto:
     """Three 3x3 convolutions of stride 1 that take Winograd's layout (with a Relu; with a residual Add, a bias
     and a Clip; with asymmetric pads and no epilogue) and one the pass leaves in panels (16 input channels)."""
@@ -327,13 +345,19 @@ def _winograd_feeds(h: int, w: int) -> dict[str, np.ndarray]:
 
 # sizes: one output position, odd sizes (a last tile row and column half outside), one tile row of many tiles,
 # and enough tile rows that each thread takes whole blocks
+@pytest.mark.parametrize("taps", [True, False], ids=["taps", "transformed"])
 @pytest.mark.parametrize("hw", [(1, 2), (3, 5), (7, 2), (2, 37), (12, 9), (90, 70)])
-def test_winograd_convs_match_onnxruntime(hw: tuple[int, int]) -> None:
+def test_winograd_convs_match_onnxruntime(hw: tuple[int, int], taps: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both Winograd layouts: the taps conv.c transforms as it runs (the default) and the transformed weights."""
+    from pliant.transforms import pack_weights as pw
+
+    monkeypatch.setattr(pw, "WINOGRAD_TAPS", taps)
+    layout = "winograd_taps" if taps else "winograd"
     model = _winograd_convs()
     exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
     layouts = sorted(str(op.attrs.get("layout") or "panels") for op in _packed_convs(exe.module))
-    assert layouts == ["panels", "winograd", "winograd", "winograd"]
-    fused = [op for op in exe.module.walk() if op.name == "FusedConv" and op.attrs.get("layout") == "winograd"]
+    assert layouts == ["panels", layout, layout, layout]
+    fused = [op for op in exe.module.walk() if op.name == "FusedConv" and op.attrs.get("layout") == layout]
     assert len(fused) == 2  # with Relu; with the residual and Clip
     feeds = _winograd_feeds(*hw)
     _matches_onnxruntime(exe.run(feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4, f"at {hw}")
@@ -348,12 +372,17 @@ def test_winograd_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(op.attrs.get("layout") is None for op in _packed_convs(module))
 
 
-def test_the_winograd_reference_kernel_unpacks() -> None:
-    """Interpreted op by op, a winograd PackedConv unpacks its weights: the same results as ONNX Runtime's."""
+@pytest.mark.parametrize("taps", [True, False], ids=["taps", "transformed"])
+def test_the_winograd_reference_kernel_unpacks(taps: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interpreted op by op, a Winograd PackedConv unpacks its weights: the same results as ONNX Runtime's."""
+    from pliant.transforms import pack_weights as pw
+
+    monkeypatch.setattr(pw, "WINOGRAD_TAPS", taps)
     model = _winograd_convs()
     module = pliant.load(model.SerializeToString())
     assert pack_weights(module) == 4
-    assert sum(op.attrs.get("layout") == "winograd" for op in _packed_convs(module)) == 3
+    layout = "winograd_taps" if taps else "winograd"
+    assert sum(op.attrs.get("layout") == layout for op in _packed_convs(module)) == 3
     feeds = _winograd_feeds(6, 7)
     _matches_onnxruntime(pliant.interpret(module, feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4)
 
@@ -368,17 +397,23 @@ def test_winograd_layouts_that_do_not_fit_are_refused() -> None:
         _packed_conv_module(np.zeros((16, 40, 4), np.float32), [40, 4, 5, 5], layout="winograd")
     with pytest.raises(ShapeInferenceError, match="layout must be one of"):
         _packed_conv_module(u, [40, 4, 3, 3], layout="nchw16c")
+    with pytest.raises(ShapeInferenceError, match=r"\(winograd_taps\) must have shape \[40, 9, 4\]"):
+        _packed_conv_module(np.zeros((40, 4, 9), np.float32), [40, 4, 3, 3], layout="winograd_taps")
+    with pytest.raises(ShapeInferenceError, match="winograd_taps layout is for 3x3 windows of stride 1"):
+        _packed_conv_module(np.zeros((40, 9, 4), np.float32), [40, 4, 3, 3], layout="winograd_taps", dilations=[2, 2])
 
 
-def test_a_winograd_conv_outside_units_runs_natively() -> None:
-    """Op by op a winograd PackedConv is one call into conv.c with its transformed weights."""
+@pytest.mark.parametrize("layout", ["winograd", "winograd_taps"])
+def test_a_winograd_conv_outside_units_runs_natively(layout: str) -> None:
+    """Op by op a Winograd PackedConv is one call into conv.c with its stored weights."""
     from pliant.ops import registry
     from pliant.ops.conv import conv
     from pliant.runtime.fast import fast_kernel
 
+    pack = pack_winograd_taps if layout == "winograd_taps" else pack_winograd_weights
     w = RNG.standard_normal((40, 4, 3, 3)).astype(np.float32)
-    attrs = {"weight_shape": [40, 4, 3, 3], "pads": [1, 0, 2, 1], "layout": "winograd"}
-    module = _packed_conv_module(pack_winograd_weights(w), attrs["weight_shape"], layout="winograd")
+    attrs = {"weight_shape": [40, 4, 3, 3], "pads": [1, 0, 2, 1], "layout": layout}
+    module = _packed_conv_module(pack(w), attrs["weight_shape"], layout=layout)
     (op,) = _packed_convs(module)
     op.attrs.update(attrs)
     kernel = fast_kernel(op, attrs, 1)
@@ -386,4 +421,4 @@ def test_a_winograd_conv_outside_units_runs_natively() -> None:
     x, b = RNG.standard_normal((2, 4, 9, 11)).astype(np.float32), RNG.standard_normal(40).astype(np.float32)
     plain = {k: v for k, v in attrs.items() if k not in ("weight_shape", "layout")}
     want = conv(registry.KernelContext(op, plain, 1, None), x, w, b)
-    np.testing.assert_allclose(kernel(x, pack_winograd_weights(w), b), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(kernel(x, pack(w), b), want, rtol=1e-4, atol=1e-4)
