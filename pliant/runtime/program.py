@@ -18,6 +18,7 @@ concurrent calls: each call has its own registers.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -84,6 +85,7 @@ class FunctionProgram:
         self.stats = {"fast": 0, "native": 0, "reference": 0, "control": 0, "constant": 0}
         self.unsupported: list[str] = []
         self.regions: list[dict[str, Any]] = []
+        self._lazy = threading.Lock()
         self._number(fn.body)
         self.template = [None] * len(self.slot)
         self.blocks: dict[Block, BlockProgram] = {}
@@ -194,12 +196,13 @@ class FunctionProgram:
         """A static region: its native unit, or its ops one by one where the unit cannot run."""
         from pliant.kernels.errors import CompileError, TCError
 
-        self._block(op.regions["body"].block)
+        body = op.regions["body"].block
         by_region = self._with_regions(op, opdef, attrs, opset, ins, outs, release)
         try:
             unit = region_c.RegionUnit(op)
             unit.load()
         except (region_c.UnsupportedRegion, TCError, OSError) as e:
+            self._block(body)
             if isinstance(e, CompileError):
                 # NOTE: generated code the C compiler refuses is pliant's bug, not the model's: say so
                 warnings.warn(f"{op.where}: its native unit did not compile, so its ops run one by one "
@@ -214,12 +217,28 @@ class FunctionProgram:
                              "outputs": len(unit.outputs)})
         run = unit.run
         mismatch = region_c.MISMATCH
+        # NOTE: the ops' own steps are built on first need (a signature the unit refuses): most regions never need
+        # them, and MoE's 51 held 0.9 MB of closures.  Their constants go into the register file then, and into the
+        # template for later calls.
+        built: list[tuple[int, ...]] = []  # NOTE: one append, of the slots of the body's constants, once built
+
+        def by_ops(regs: Regs) -> None:
+            if not built:
+                with self._lazy:
+                    if not built:
+                        self._block(body)
+                        built.append(tuple(self.slot[o.results[0]] for o in op.walk()
+                                           if o.name == "Constant" and o.domain == "" and o is not op))
+            for k in built[0]:
+                if regs[k] is None:
+                    regs[k] = self.template[k]
+            by_region(regs)
 
         def step(regs: Regs) -> None:
             try:
                 res = run([regs[s] for s in ins])
             except mismatch:
-                by_region(regs)
+                by_ops(regs)
                 return
             _store(regs, outs, res, release)
 

@@ -461,3 +461,21 @@ def test_large_concats_are_copied_in_pieces() -> None:
         got = exe.run({"past": past, "new": new})
         np.testing.assert_array_equal(got["y"], np.maximum(np.concatenate([past, new], axis=2), 0))
         np.testing.assert_array_equal(got["y2"], -np.concatenate([past, past], axis=0))
+
+
+def test_a_unit_that_declines_a_call_runs_its_ops_built_on_first_need() -> None:
+    """The ops' own steps (and their constants) are built the first time the unit declines a call (here: an
+    input in Fortran order), on the caller's registers too; later calls, declined or not, give the same results."""
+    nodes, inputs, outputs, inits = CASES["matmul-softmax-transpose"]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    kernels = exe.report()["kernels"]
+    assert kernels.get("static") == 1 and kernels["fast"] + kernels["native"] == 0
+    for k in range(4):
+        x = RNG.standard_normal((2, 5, 8)).astype(np.float32)
+        feed = np.asfortranarray(x) if k % 2 == 0 else x
+        want = run_onnxruntime(model, {"x": x})
+        for o, w in zip(outputs, want):
+            np.testing.assert_allclose(exe.run({"x": feed})[o], w, rtol=1e-4, atol=1e-5, err_msg=f"call {k} {o}")
+    kernels = exe.report()["kernels"]
+    assert kernels["fast"] + kernels["native"] > 0  # NOTE: the steps built for the declined calls
