@@ -42,7 +42,8 @@
  *   product, with a residual too (pliant.transforms.pack_weights), unless too few channels would fill its
  *   panels: then it unpacks them for the other paths; one group, or -2.
  *   S_WPACK 2: w holds a 3x3 convolution's weights as Winograd F(2x2, 3x3) transforms them (see "Winograd"), and
- *   the call runs that algorithm; one group, stride 1, no dilation, or -2.
+ *   the call runs that algorithm; one group, stride 1, no dilation, or -2.  S_WPACK 3: the same from the taps,
+ *   w[m][3 kh + kw][c], transformed as the call runs.
  *   S_SMALL k: a convolution of one group with a window (not 1x1) of width stride 1 or 2, no dilation and at most
  *   k products per output (C*KH*KW) runs directly, 16 output positions by 16 channels (see "few input
  *   channels"; AVX-512); 0: never.
@@ -968,7 +969,7 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
     return share_out(N * j.tasks_per_image, threads, swap_task, &j);
 }
 
-/* --- Winograd F(2x2, 3x3): weights given transformed (S_WPACK 2) -------------------------------------
+/* --- Winograd F(2x2, 3x3): weights given transformed (S_WPACK 2) or as taps (S_WPACK 3) ----------------
  * A 3x3 convolution of stride 1, no dilation and one group, over 2x2 tiles of the output:
  *     Y = A^T [ U . (B^T d B) ] A,   U = G g G^T (4x4, laid out once: pliant.transforms.pack_weights)
  * for each tile's 4x4 input d, summed over the input channels: 16 products per output pair of channels and
@@ -981,8 +982,11 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
  *   2. per run of output channels (tasks): the 16 products, then A^T Mx A per tile, interleaved into output
  *      rows, with the residual, the bias and the activation.
  * w (S_WPACK 2): U as float[16][M][C], U[4i + j][m][c] = (G w[m][c] G^T)[i][j]
- * (pliant.ops.conv.pack_winograd_weights).  Rounding: within 2x a direct product's in the tests (B^T and A^T
- * are 0 and +-1; G's halves are exact). */
+ * (pliant.ops.conv.pack_winograd_weights).  w (S_WPACK 3): the taps as float[M][9][C] (pack_winograd_taps), 9/16
+ * of U's size; step 2 transforms MR rows of them into U (wino_weights) before those rows' 16 products: about
+ * 3.7 vector operations per U vector against P (the tiles) multiply-adds, so small images pay most (YOLO at
+ * 160 px: 1.07x the time of S_WPACK 2; 0.95-1.03x at larger sizes).  Rounding: within 2x a direct product's in
+ * the tests (B^T and A^T are 0 and +-1; G's halves are exact). */
 #define WT 16                /* elements of a transformed tile (4x4) */
 /* V[xi] (and Mx[xi]) n floats apart, rounded up to a cache line and kept off multiples of 1 KiB by one more line,
  * so that the 16 stores (or loads) of a tile do not fall into a few L1 sets (64 channels of 8x8: 16 tiles of 64

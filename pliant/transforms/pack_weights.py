@@ -28,9 +28,12 @@ reads in place) and at least ``MIN_CONV_DEPTH`` products per output
 took 0.80-0.99x its time before; the model 0.93x at 160 px and 0.94x at 480x640.
 
 3x3 convolutions of stride 1 with at least ``WINOGRAD_MIN_CHANNELS`` input
-and output channels store Winograd F(2x2, 3x3)'s transformed weights instead
-(``pliant.ops.conv.pack_winograd_weights``; PackedConv's "winograd" layout),
-and conv.c runs them as 16 products of transformed input tiles: 2.25x fewer
+and output channels store their taps instead (``pliant.ops.conv.pack_winograd_taps``;
+PackedConv's "winograd_taps" layout, the weights' own size), and conv.c runs
+them as Winograd F(2x2, 3x3), transforming the taps a few output channels at a
+time as it goes (the transformed layout, "winograd", is 16/9 the size: SkipNet
+held 7.4 MB of weights instead of 4.4, for 0.93-1.07x the time), as 16
+products of transformed input tiles: 2.25x fewer
 multiply-adds than the direct convolution, with rounding errors of the same
 size (the transforms' coefficients are 0, +-1 and +-1/2).  In the models at 2
 threads (in-process, alternating rounds, against panels): YOLO 0.87-0.94x
@@ -70,8 +73,8 @@ conformer, blockdrop, SkipNet and YOLO 0.98-1.0."""
 
 WINOGRAD = True
 """Whether 3x3 convolutions of stride 1 (one group, no dilation) of at least WINOGRAD_MIN_CHANNELS input and
-output channels store Winograd F(2x2, 3x3)'s transformed weights (PackedConv's "winograd" layout), which conv.c
-multiplies by transformed input tiles: 2.25x fewer products than the direct convolution."""
+output channels run as Winograd F(2x2, 3x3) (PackedConv's "winograd_taps" or "winograd" layout), whose transformed
+weights conv.c multiplies by transformed input tiles: 2.25x fewer products than the direct convolution."""
 
 WINOGRAD_TAPS = True
 """Whether those weights are stored as their taps (PackedConv's "winograd_taps", (M, 9, C)) that conv.c transforms
