@@ -1166,9 +1166,10 @@ static void wino_weights(const float *restrict w, float *restrict u, int mr, int
         }
 }
 
-/* the products Mx[xi] (rows m0.., mr of them, at mx's row mr0) of U's rows a (lda apart) with V's columns */
-static void wino_products(const wino_job *j, int xi, const float *a, int64_t lda, float *mx, int64_t xs,
-                          int64_t mrow, int mr) {
+/* the products Mx[xi] of U[xi]'s rows a (C apart; rows of them) with V[xi]'s columns, into Mx's rows mrow..: per
+ * panel of columns, MR rows at a time (the panel's V stays in L1 across them) */
+static void wino_products(const wino_job *j, int xi, const float *a, float *mx, int64_t xs, int64_t mrow,
+                          int64_t rows) {
     const int64_t P = j->P;
     const float *vx = j->v + xi * skewed(j->C * P);
     for (int64_t j0 = 0; j0 < P; j0 += NR) {
@@ -1179,9 +1180,12 @@ static void wino_products(const wino_job *j, int xi, const float *a, int64_t lda
             const int64_t left = P - j0 - q * VL;
             nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
             bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
-            cp[q] = mx + xi * xs + mrow * P + j0 + q * VL;
         }
-        tile(0, 0, j->C, a, lda, bp, j->kofs, cp, NULL, 0, P, mr, nl, 0, NULL);
+        for (int64_t r = 0; r < rows; r += MR) {
+            const int mr = rows - r < MR ? (int)(rows - r) : MR;
+            for (int q = 0; q < NV; q++) cp[q] = mx + xi * xs + (mrow + r) * P + j0 + q * VL;
+            tile(0, 0, j->C, a + r * j->C, j->C, bp, j->kofs, cp, NULL, 0, P, mr, nl, 0, NULL);
+        }
     }
 }
 
@@ -1197,28 +1201,10 @@ static int wino_out_task(const void *ctx, int64_t t) {
         for (int64_t m = m0; m < m1; m += MR) {
             const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
             wino_weights(j->u + m * 9 * j->C, u, mr, j->C);
-            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + (int64_t)xi * MR * j->C, j->C, mx, xs, m - m0, mr);
+            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + (int64_t)xi * MR * j->C, mx, xs, m - m0, mr);
         }
     } else {
-        for (int xi = 0; xi < WT; xi++) {
-            const float *vx = j->v + xi * skewed(j->C * P);
-            for (int64_t j0 = 0; j0 < P; j0 += NR) {
-                int nl[NV];
-                const float *bp[NV];
-                float *cp[NV];
-                for (int q = 0; q < NV; q++) {
-                    const int64_t left = P - j0 - q * VL;
-                    nl[q] = left >= VL ? VL : left > 0 ? (int)left : 0;
-                    bp[q] = vx + j0 + q * VL; /* NOTE: lanes past P read the next row (or V's slack), never stored */
-                }
-                for (int64_t m = m0; m < m1; m += MR) {
-                    const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
-                    for (int q = 0; q < NV; q++) cp[q] = mx + xi * xs + (m - m0) * P + j0 + q * VL;
-                    tile(0, 0, j->C, j->u + ((int64_t)xi * j->M + m) * j->C, j->C, bp, j->kofs, cp, NULL, 0, P, mr, nl,
-                         0, NULL);
-                }
-            }
-        }
+        for (int xi = 0; xi < WT; xi++) wino_products(j, xi, j->u + ((int64_t)xi * j->M + m0) * j->C, mx, xs, 0, mc);
     }
     for (int64_t m = m0; m < m1; m++) {
         const epilogue e = {j->b ? j->b + m : NULL, j->act, j->params[0], j->params[1], j->params[2]};

@@ -481,7 +481,7 @@ def conv(
     st = _ints(strides, nsp, 1, "strides", fn, 1)
     dil = _ints(dilations, nsp, 1, "dilations", fn, 1)
     pp = _ints(pads, 2 * nsp, 0, "pads", fn, 0)
-    if packed is not None and layout != "panels" and st + dil != [1] * 4:
+    if packed is not None and layout in WINOGRAD_LAYOUTS and st + dil != [1] * 4:
         raise NativeUnsupportedError(f"conv: Winograd weights need stride 1 without dilation, got strides {st}, "
                                      f"dilations {dil}")
     outs = []
