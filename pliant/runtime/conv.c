@@ -802,6 +802,9 @@ static int conv_task(const void *ctx, int64_t t) {
 #define SWAP_MAX_M 64           /* output channels: the weights packed at every call */
 #define SWAP_MIN_POSITIONS 1024 /* output positions per image, where windows leave the image (a padded copy) */
 #define SWAP_MIN_UNPADDED 64    /* ... where they do not (the input read in place) */
+#ifndef SWAP_FEW_TILES
+#define SWAP_FEW_TILES 8 /* fewer tiles of MR positions than this per thread: the tasks split the panels too */
+#endif
 /* USE_PANELS: weights given as panels (S_WPACK) take the turned-around product where the output channels fill
  * at least 3/4 of the panels' lanes.  16 channels in a 32-lane panel (AVX-512) ran at half the speed of the
  * other paths (ResNet blocks of 16 channels at 32x32 and 64x64, 1.6x and 1.9x the time); they are unpacked
@@ -813,34 +816,77 @@ typedef struct {
     int64_t C, H, W, M, OH, OW, SH, SW, PT, PL, DH, DW, KH, KW, act, K, ohw, npan;
     int64_t tiles, tasks_per_image, wq; /* tiles of MR positions per image, shared evenly; padded row width */
     int padded;                             /* windows may leave the image: read a padded copy */
+    int64_t tgroups, pgroups, serial; /* few positions: tasks of runs of tiles by runs of panels; the call's number */
 } swap_job;
 
-/* MR positions (patches at xr[r] + kofs[k]) by the NR channels at bp (row k at bp + k*PANEL), then the bias of
- * those channels (e->bias: the first one's, or NULL) and the activation, in registers */
-INLINE void swap_micro(int64_t K, const float *const *xr, const int64_t *restrict kofs, const float *restrict bp,
-                       float *restrict tile_buf, const epilogue *e) {
+/* mr (at most MR) positions (patches at xr[r] + kofs[k]) by the NR channels at bp (row k at bp + k*PANEL), then
+ * the bias of those channels (e->bias: the first one's, or NULL) and the activation, in registers */
+INLINE void swap_micro_mr(int mr, int64_t K, const float *const *xr, const int64_t *restrict kofs,
+                          const float *restrict bp, float *restrict tile_buf, const epilogue *e) {
     vf acc[MR][NV];
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < mr; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = v_zero();
     for (int64_t k = 0; k < K; k++) {
         const int64_t o = kofs[k];
         vf bv[NV];
         for (int v = 0; v < NV; v++) bv[v] = v_load(bp + k * PANEL + v * VL);
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < mr; r++) {
             const vf xv = v_set1(xr[r][o]);
             for (int v = 0; v < NV; v++) acc[r][v] = v_fma(xv, bv[v], acc[r][v]);
         }
     }
     vf bias[NV];
     for (int v = 0; v < NV; v++) bias[v] = e->bias ? v_load(e->bias + v * VL) : v_zero();
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < mr; r++)
         for (int v = 0; v < NV; v++) v_store(tile_buf + r * NR + v * VL, activate(v_add(acc[r][v], bias[v]), e));
 }
 
+/* the tile of mr positions with a kernel of exactly that many rows: the last tile of 25 positions (a 5x5 output)
+ * has one, for which MR rows took 8x its work (YOLO's 128 -> 256 channels at stride 2 on 10x10: 0.8x the time) */
+static void swap_micro(int mr, int64_t K, const float *const *xr, const int64_t *restrict kofs,
+                       const float *restrict bp, float *restrict tile_buf, const epilogue *e) {
+    switch (mr) { /* NOTE: MR is 4 to 8 */
+#if MR >= 8
+    case 8: swap_micro_mr(8, K, xr, kofs, bp, tile_buf, e); break;
+    case 7: swap_micro_mr(7, K, xr, kofs, bp, tile_buf, e); break;
+#endif
+#if MR >= 6
+    case 6: swap_micro_mr(6, K, xr, kofs, bp, tile_buf, e); break;
+    case 5: swap_micro_mr(5, K, xr, kofs, bp, tile_buf, e); break;
+#endif
+    case 4: swap_micro_mr(4, K, xr, kofs, bp, tile_buf, e); break;
+    case 3: swap_micro_mr(3, K, xr, kofs, bp, tile_buf, e); break;
+    case 2: swap_micro_mr(2, K, xr, kofs, bp, tile_buf, e); break;
+    default: swap_micro_mr(1, K, xr, kofs, bp, tile_buf, e); break;
+    }
+}
+
+/* where the windows start: k's offset from a window's origin, rows rstride and channels cstride apart */
+static void swap_offsets(const swap_job *j, int64_t rstride, int64_t cstride, int64_t *kofs) {
+    const int64_t khw = j->KH * j->KW;
+    for (int64_t kh = 0; kh < j->KH; kh++)
+        for (int64_t kw = 0; kw < j->KW; kw++) kofs[kh * j->KW + kw] = kh * j->DH * rstride + kw * j->DW;
+    for (int64_t k = khw; k < j->K; k++) kofs[k] = kofs[k - khw] + cstride;
+}
+
+/* few positions: the padded rows a thread made last (its call's number and run of tiles), kept for its next task */
+static __thread buffer tl_few;
+static __thread int64_t tl_few_serial = -1, tl_few_run = -1;
+static int64_t swap_calls;
+
 static int swap_task(const void *ctx, int64_t t) {
     const swap_job *j = (const swap_job *)ctx;
-    const int64_t n = t / j->tasks_per_image, q = t - n * j->tasks_per_image;
-    const int64_t j0 = q * j->tiles / j->tasks_per_image * MR, e = (q + 1) * j->tiles / j->tasks_per_image * MR;
+    int64_t n, j0, e, pn0 = 0, pn1 = j->npan;
+    if (j->tgroups) { /* few positions: image n's run tg of tiles by run pg of panels */
+        const int64_t pg = t % j->pgroups, tg = t / j->pgroups % j->tgroups;
+        n = t / (j->pgroups * j->tgroups);
+        j0 = tg * j->tiles / j->tgroups * MR, e = (tg + 1) * j->tiles / j->tgroups * MR;
+        pn0 = pg * j->npan / j->pgroups, pn1 = (pg + 1) * j->npan / j->pgroups;
+    } else {
+        const int64_t q = t % j->tasks_per_image;
+        n = t / j->tasks_per_image;
+        j0 = q * j->tiles / j->tasks_per_image * MR, e = (q + 1) * j->tiles / j->tasks_per_image * MR;
+    }
     const int64_t j1 = e < j->ohw ? e : j->ohw;
     const float *xn = j->x + n * j->C * j->H * j->W;
     int64_t *kofs = grow(&tl_table, j->K * (int64_t)sizeof(int64_t));
@@ -850,24 +896,26 @@ static int swap_task(const void *ctx, int64_t t) {
     int64_t rstride = j->W, cstride = j->H * j->W, oh0 = j0 / j->OW, shift = 0;
     if (j->padded) {
         const int64_t oh1 = (j1 - 1) / j->OW, rows = (oh1 - oh0) * j->SH + (j->KH - 1) * j->DH + 1;
-        const int64_t wq = j->wq;
-        float *d = grow(&tl_split, j->C * rows * wq * (int64_t)sizeof(float));
+        const int64_t wq = j->wq, run = j->tgroups ? j0 + n * j->ohw : -1;
+        /* NOTE: few positions: tasks of one run of tiles (several runs of panels) share the padded rows, made once
+         * per thread; else each task pads its own (tl_split) */
+        const int keep = j->tgroups && tl_few_serial == j->serial && tl_few_run == run;
+        float *d = grow(j->tgroups ? &tl_few : &tl_split, j->C * rows * wq * (int64_t)sizeof(float));
         if (!d) return -1;
-        for (int64_t c = 0; c < j->C; c++)
-            for (int64_t r = 0; r < rows; r++) {
-                const int64_t ih = oh0 * j->SH - j->PT + r;
-                float *dr = d + (c * rows + r) * wq;
-                if (ih < 0 || ih >= j->H)
-                    memset(dr, 0, (size_t)wq * sizeof(float));
-                else
-                    pad_row(xn + (c * j->H + ih) * j->W, dr, j->W, j->PL, wq);
-            }
+        if (j->tgroups) tl_few_serial = j->serial, tl_few_run = run;
+        if (!keep)
+            for (int64_t c = 0; c < j->C; c++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const int64_t ih = oh0 * j->SH - j->PT + r;
+                    float *dr = d + (c * rows + r) * wq;
+                    if (ih < 0 || ih >= j->H)
+                        memset(dr, 0, (size_t)wq * sizeof(float));
+                    else
+                        pad_row(xn + (c * j->H + ih) * j->W, dr, j->W, j->PL, wq);
+                }
         src = d, rstride = wq, cstride = rows * wq, shift = oh0 * j->SH;
     }
-    const int64_t khw = j->KH * j->KW;
-    for (int64_t kh = 0; kh < j->KH; kh++)
-        for (int64_t kw = 0; kw < j->KW; kw++) kofs[kh * j->KW + kw] = kh * j->DH * rstride + kw * j->DW;
-    for (int64_t k = khw; k < j->K; k++) kofs[k] = kofs[k - khw] + cstride;
+    swap_offsets(j, rstride, cstride, kofs);
     float tile_buf[MR * NR] __attribute__((aligned(64)));
     for (int64_t p0 = j0; p0 < j1; p0 += MR) {
         const float *xr[MR];
@@ -876,13 +924,13 @@ static int swap_task(const void *ctx, int64_t t) {
             const int64_t q = p0 + (r < nr ? r : 0), oh = q / j->OW, ow = q - oh * j->OW;
             xr[r] = src + (oh * j->SH - shift) * rstride + ow * j->SW;
         }
-        for (int64_t pn = 0; pn < j->npan; pn++) {
+        for (int64_t pn = pn0; pn < pn1; pn++) {
             const int64_t m0 = pn * NR, nc = j->M - m0 < NR ? j->M - m0 : NR;
             /* the bias as a vector of the panel's channels: from the padded copy where the panel is the last; with
              * a residual, the activation after it is added */
             const epilogue e = {j->b ? j->bias_pad + m0 : NULL, j->z ? 0 : j->act, j->params[0], j->params[1],
                                 j->params[2]};
-            swap_micro(j->K, xr, kofs, j->wp + m0 / PANEL * j->K * PANEL + m0 % PANEL, tile_buf, &e);
+            swap_micro(nr, j->K, xr, kofs, j->wp + m0 / PANEL * j->K * PANEL + m0 % PANEL, tile_buf, &e);
             if (nr == MR) { /* NOTE: a fixed count: unrolled, without a compare per store */
                 for (int64_t c = 0; c < nc; c++) {
                     float *yr = j->y + (n * j->M + m0 + c) * j->ohw + p0;
@@ -901,7 +949,8 @@ static int swap_task(const void *ctx, int64_t t) {
          * cache (added as each tile was stored transposed, one float at a time, SkipNet's 32 -> 32 channels on
          * 64x64 took 460 us against 400 without a residual) */
         const epilogue ea = {NULL, j->act, j->params[0], j->params[1], j->params[2]};
-        add_residual(j->y + n * j->M * j->ohw + j0, j->z + n * j->M * j->ohw + j0, j->M, j->ohw, j1 - j0, &ea);
+        const int64_t m0 = pn0 * NR, m1 = pn1 * NR < j->M ? pn1 * NR : j->M, at = (n * j->M + m0) * j->ohw + j0;
+        add_residual(j->y + at, j->z + at, m1 - m0, j->ohw, j1 - j0, &ea);
     }
     return 0;
 }
@@ -965,6 +1014,15 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
      * 64 -> 64 channels on 20x20 made 7 tasks of 7 tiles and one of 1; timed within 2% either way) */
     j.tiles = (j.ohw + MR - 1) / MR;
     const int64_t want = (4 * threads + N - 1) / N;
+    if (threads > 1 && j.tiles < SWAP_FEW_TILES * threads) {
+        /* few positions: the tasks split the panels too, so that the threads' shares are even (25 positions, 3 tiles
+         * and 1 position, made 4 tasks, 2 tiles' time on 2 threads) */
+        j.pgroups = j.npan < want ? j.npan : want;
+        j.tgroups = (want + j.pgroups - 1) / j.pgroups;
+        if (j.tgroups > j.tiles) j.tgroups = j.tiles;
+        j.serial = __atomic_add_fetch(&swap_calls, 1, __ATOMIC_RELAXED);
+        return share_out(N * j.pgroups * j.tgroups, threads, swap_task, &j);
+    }
     j.tasks_per_image = want < j.tiles ? want : j.tiles;
     return share_out(N * j.tasks_per_image, threads, swap_task, &j);
 }
@@ -1134,10 +1192,11 @@ static int wino_in_task(const void *ctx, int64_t t) {
 }
 
 /* 2: output channels [t*mchunk, ..): their 16 products over the block's tiles, then the output tiles */
-/* U = G w G^T of rows [0, mr) of taps w[r][k][c] (k = 3 kh + kw), into u[xi][r][c] (MR rows a xi): per vector of
+/* U = G w G^T of rows [0, mr) of taps w[r][k][c] (k = 3 kh + kw), into u[xi][r][c] (u[xi] us floats apart, us off
+ * multiples of 1 KiB: 128 channels of 8 rows put the 16 stores 4 KiB apart, 10% of a 10x10 call): per vector of
  * channels, G's rows are w0, (w0 + w1 + w2) / 2, (w0 - w1 + w2) / 2 and w2, first down the window's columns, then
  * along its rows */
-static void wino_weights(const float *restrict w, float *restrict u, int mr, int64_t C) {
+static void wino_weights(const float *restrict w, float *restrict u, int mr, int64_t C, int64_t us) {
     const vf half = v_set1(0.5f);
     for (int r = 0; r < mr; r++)
         for (int64_t c = 0; c < C; c += VL) {
@@ -1156,7 +1215,7 @@ static void wino_weights(const float *restrict w, float *restrict u, int mr, int
                 const vf out[4] = {t[a][0], v_fma(v_add(even, t[a][1]), half, v_zero()),
                                    v_fma(v_sub(even, t[a][1]), half, v_zero()), t[a][2]};
                 for (int b = 0; b < 4; b++) {
-                    float *d = u + ((int64_t)(4 * a + b) * MR + r) * C + c;
+                    float *d = u + (int64_t)(4 * a + b) * us + (int64_t)r * C + c;
                     if (n == VL)
                         v_store(d, out[b]);
                     else
@@ -1196,12 +1255,13 @@ static int wino_out_task(const void *ctx, int64_t t) {
     float *mx = grow(&tl_wprod, (WT * xs + NR) * (int64_t)sizeof(float)); /* Mx[xi][m - m0][tile] */
     if (!mx) return -1;
     if (j->taps) { /* MR rows of U at a time, from the taps: all 16 products of those rows, then the next */
-        float *u = grow(&tl_wu, WT * MR * j->C * (int64_t)sizeof(float));
+        const int64_t us = skewed(MR * j->C); /* U[xi] apart: see skewed */
+        float *u = grow(&tl_wu, WT * us * (int64_t)sizeof(float));
         if (!u) return -1;
         for (int64_t m = m0; m < m1; m += MR) {
             const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
-            wino_weights(j->u + m * 9 * j->C, u, mr, j->C);
-            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + (int64_t)xi * MR * j->C, mx, xs, m - m0, mr);
+            wino_weights(j->u + m * 9 * j->C, u, mr, j->C, us);
+            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + xi * us, mx, xs, m - m0, mr);
         }
     } else {
         for (int xi = 0; xi < WT; xi++) wino_products(j, xi, j->u + ((int64_t)xi * j->M + m0) * j->C, mx, xs, 0, mc);

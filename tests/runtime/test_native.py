@@ -287,6 +287,28 @@ def test_conv_epilogue_matches_numpy(activation: str, residual: bool, conv_path:
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-5)  # NOTE: NaNs where want has them
 
 
+# the turned-around product (weights given as panels) on few output positions: tiles of 1 to 8 positions (a
+# kernel of each height), tasks that split the panels and share a thread's padded rows, two images
+@pytest.mark.parametrize("spatial,stride", [((10, 10), 2), ((5, 6), 2), ((3, 5), 1), ((2, 7), 1), ((1, 5), 1),
+                                            ((2, 2), 1), ((1, 3), 1), ((1, 2), 1), ((22, 20), 2)])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("build", ["default", *_BUILDS])
+def test_turned_around_product_on_few_positions(spatial: tuple[int, int], stride: int, residual: bool,
+                                               build: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if build != "default":
+        monkeypatch.setattr(blas_conv, "_FN", [_conv_build(build)])
+    monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)  # NOTE: every thread, however small the call
+    rng = np.random.default_rng(9)
+    x, w, b = f32(rng, 2, 24, *spatial), f32(rng, 96, 24, 3, 3, scale=216**-0.5), f32(rng, 96)
+    ctx = Ctx(strides=[stride, stride], pads=[1, 1, 1, 1], dilations=[1, 1], group=1)
+    conv = conv_ops.conv(ctx, x, w, b)
+    z = f32(rng, *conv.shape) if residual else None
+    want = np.maximum(conv + z if z is not None else conv, 0)
+    got = blas_conv.conv2d(x, conv_ops.pack_conv_weights(w), b, z, outs=(conv.shape[2], conv.shape[3]),
+                           strides=(stride, stride), dilations=(1, 1), pads_begin=(1, 1), group=1, activation="Relu",
+                           packed=w.shape)
+    close(got, want, atol=1e-4)
+
 def _guarded(a: np.ndarray, at_end: bool) -> np.ndarray:
     """A copy of ``a`` between two inaccessible pages, ending right at the second (``at_end``) or beginning
     right after the first: a read or write past either end of the data faults."""
