@@ -535,10 +535,24 @@ static void split_row(const float *restrict xr, float *restrict d, int64_t w, in
 
 /* an input row with pl zeros in front and zeros after, wq floats in all */
 static void pad_row(const float *restrict xr, float *restrict d, int64_t w, int64_t pl, int64_t wq) {
+#if defined(ISA_AVX512)
+    /* NOTE: a masked load and store per 16 floats: three libc calls a row took 2% of YOLO at 160 px (rows of 11) */
+    for (int64_t q = 0; q < wq; q += 16) {
+        const int64_t at = q - pl, lo = at < 0 ? -at : 0, hi = w - at < 16 ? w - at : 16;
+        const __mmask16 m = hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+        const float *src = (const float *)((uintptr_t)xr + (uintptr_t)(at * (int64_t)sizeof(float)));
+        const __m512 v = _mm512_maskz_loadu_ps(m, src);
+        if (wq - q >= 16)
+            _mm512_storeu_ps(d + q, v);
+        else
+            _mm512_mask_storeu_ps(d + q, first_lanes((int)(wq - q)), v);
+    }
+#else
     const int64_t front = pl < wq ? pl : wq, n = w < wq - front ? w : wq - front;
     memset(d, 0, (size_t)front * sizeof(float));
     memcpy(d + front, xr, (size_t)n * sizeof(float));
     memset(d + front + n, 0, (size_t)(wq - front - n) * sizeof(float));
+#endif
 }
 
 /* the GEMM of one task over its K blocks: gathered panels, or B in place (kofs: every k's offset from the
