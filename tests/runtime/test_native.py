@@ -162,12 +162,14 @@ CONVS = [
     (1, 12, (9, 11), 48, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (2, 600, (5, 7), 47, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # and K past one block
     # Winograd's edges (3x3, stride 1): no padding, asymmetric pads (a last tile half outside), one output
-    # position, rows of more than one vector of tiles, enough tile rows for a thread to take whole blocks
+    # position, rows of more than one vector of tiles, enough tile rows for a thread to take whole blocks, or to
+    # split into one block a thread
     (1, 9, (6, 5), 11, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (2, 7, (9, 8), 10, (3, 3), (1, 1), (0, 1, 2, 0), (1, 1), 1),
     (1, 5, (1, 1), 3, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (1, 3, (5, 70), 17, (3, 3), (1, 1), (1, 2, 1, 1), (1, 1), 1),
     (1, 40, (64, 50), 9, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 8, (13, 40), 10, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # too few tile rows for two blocks a thread
 ]
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
