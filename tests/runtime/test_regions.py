@@ -8,6 +8,7 @@ the reference's error), the signature cache, and the report.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,26 @@ def test_region_matches_onnxruntime(name: str) -> None:
             np.testing.assert_allclose(got[o], w, rtol=1e-4, atol=1e-5, err_msg=f"{name} {o} at {(b, n)}")
 
 
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.filterwarnings("error")  # NOTE: a unit that does not compile (its ops run one by one) fails the test
+def test_region_matches_onnxruntime_past_the_parallel_threshold(name: str) -> None:
+    """The same at a size whose loops pass PARALLEL_MIN_WORK, where each takes its parallel branch (the small sizes
+    above, the serial one: ``region_c._serial_branches``)."""
+    nodes, inputs, outputs, inits = CASES[name]
+    model = _model(nodes, inputs, outputs, inits)
+    exe = pliant.compile(model.SerializeToString(), specialize=False)
+    (op,) = [op for op in exe.module.walk() if op.name == "Static"]
+    source = region_c.RegionUnit(op).source
+    assert '_Pragma("omp parallel for if(' not in source
+    shape = (4, 1100, 8) if inputs[0][0] == "x" else (1, 3, 110, 113)
+    assert math.prod(shape) >= region_c.PARALLEL_MIN_WORK
+    x = RNG.standard_normal(shape).astype(np.float32)
+    want = run_onnxruntime(model, {inputs[0][0]: x})
+    got = exe.run({inputs[0][0]: x})
+    for o, w in zip(outputs, want):
+        np.testing.assert_allclose(got[o], w, rtol=1e-4, atol=1e-4, err_msg=f"{name} {o}")
+
+
 def test_a_bad_gather_index_gets_the_reference_error() -> None:
     model = _model([N("Add", ["x", "x"], ["a"]), N("Gather", ["a", "i"], ["y"], axis=1)],
                    [("x", F, ["B", 4]), ("i", I64, ["K"])], ["y"], [])
@@ -290,7 +311,8 @@ def test_scaled_softmaxes_take_the_scale_in() -> None:
     (op,) = [op for op in exe.module.walk() if op.name == "Static"]
     unit = region_c.RegionUnit(op)
     assert sorted(c for _, _, c in unit.scaled_softmax.values()) == [0.25, 2.0]
-    assert str(unit.source).count("* 0.25f") == 1 and str(unit.source).count("* 2.0f") == 2
+    # NOTE: each loop twice, its parallel and its serial branch (region_c._serial_branches)
+    assert str(unit.source).count("* 0.25f") == 2 and str(unit.source).count("* 2.0f") == 4
     region_c.SCALED_SOFTMAX = False
     try:
         assert not region_c.RegionUnit(op).scaled_softmax
