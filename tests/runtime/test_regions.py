@@ -311,8 +311,9 @@ def test_scaled_softmaxes_take_the_scale_in() -> None:
     (op,) = [op for op in exe.module.walk() if op.name == "Static"]
     unit = region_c.RegionUnit(op)
     assert sorted(c for _, _, c in unit.scaled_softmax.values()) == [0.25, 2.0]
-    # NOTE: each loop twice, its parallel and its serial branch (region_c._serial_branches)
-    assert str(unit.source).count("* 0.25f") == 2 and str(unit.source).count("* 2.0f") == 4
+    # NOTE: each loop three times: its parallel branch and its serial one, as a nested function for GCC and inline
+    # for other compilers (region_c._serial_branches)
+    assert str(unit.source).count("* 0.25f") == 3 and str(unit.source).count("* 2.0f") == 6
     region_c.SCALED_SOFTMAX = False
     try:
         assert not region_c.RegionUnit(op).scaled_softmax
