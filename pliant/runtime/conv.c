@@ -1067,6 +1067,9 @@ static inline int64_t skewed(int64_t n) {
     const int64_t lines = (n + 15) / 16 * 16;
     return lines % 256 == 0 ? lines + 16 : lines;
 }
+#ifndef WINO_PRIVATE
+#define WINO_PRIVATE 1
+#endif
 #ifndef WINO_SPLIT_TILES
 #define WINO_SPLIT_TILES 48 /* tiles a block from which an image too small for two blocks a thread is split in one a thread */
 #endif
@@ -1080,6 +1083,7 @@ typedef struct {
     int64_t cchunk, mchunk;
     const int64_t *kofs; /* k * P: row k of a V[xi] */
     int taps;            /* S_WPACK 3: u holds the taps, w[m][k][c], transformed MR rows at a time (wino_weights) */
+    int64_t call;        /* the call's number (wino_private_task) */
 } wino_job;
 
 static __thread buffer tl_wprod, tl_wv, tl_wofs, tl_wu;
@@ -1335,6 +1339,25 @@ static int wino_out_task(const void *ctx, int64_t t) {
 }
 
 /* a whole block (tasks: image t / blocks, tile rows from (t % blocks) * nty) on one thread: its own V */
+/* the input transform of the image (one image, whole) on each thread, kept for its next task of the same call (tl_wv_call:
+ * the call's number), then output channels [t*mchunk, ..) */
+static __thread int64_t tl_wv_call = -1;
+static int64_t wino_calls;
+
+static int wino_private_task(const void *ctx, int64_t t) {
+    const wino_job *g = (const wino_job *)ctx;
+    wino_job j = *g;
+    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    if (!j.v) return -1;
+    if (tl_wv_call != g->call) {
+        tl_wv_call = -1;
+        j.cchunk = j.C;
+        if (wino_in_task(&j, 0)) return -1;
+        tl_wv_call = g->call;
+    }
+    return wino_out_task(&j, t);
+}
+
 static int wino_block_task(const void *ctx, int64_t t) {
     const wino_job *g = (const wino_job *)ctx;
     wino_job j = *g;
@@ -1381,6 +1404,18 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
         return share_out(blocks, threads, wino_block_task, &j);
     }
     j.nty = TH;
+    if (N == 1 && WINO_PRIVATE) {
+        int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
+        if (!kofs) return -1;
+        j.P = TH * j.TW;
+        for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
+        j.kofs = kofs;
+        const int64_t want = 2 * (int64_t)threads, tiles = (j.M + MR - 1) / MR, per = (tiles + want - 1) / want;
+        j.mchunk = per * MR;
+        j.call = __atomic_add_fetch(&wino_calls, 1, __ATOMIC_RELAXED);
+        tl_wv_call = -1; /* NOTE: the caller's V may be this call's too: it runs tasks */
+        return share_out((j.M + j.mchunk - 1) / j.mchunk, threads, wino_private_task, &j);
+    }
     j.v = grow(&tl_wv, (WT * skewed(j.C * TH * j.TW) + NR) * (int64_t)sizeof(float));
     int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
     if (!j.v || !kofs) return -1;

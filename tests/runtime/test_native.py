@@ -289,6 +289,25 @@ def test_conv_epilogue_matches_numpy(activation: str, residual: bool, conv_path:
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-5)  # NOTE: NaNs where want has them
 
 
+# each thread keeps work of a call for its next task of the same call (Winograd's transformed input of a small image,
+# the turned-around product's padded rows): calls in a row must each read their own input
+@pytest.mark.parametrize("layout,stride", [("winograd_taps", 1), ("winograd", 1), ("panels", 2)])
+def test_calls_in_a_row_read_their_own_input(layout: str, stride: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blas_conv, "PARALLEL_WORK", 0)  # NOTE: every thread, however small the call
+    rng = np.random.default_rng(10)
+    w, b = f32(rng, 64, 40, 3, 3, scale=360**-0.5), f32(rng, 64)
+    packed = {"winograd_taps": conv_ops.pack_winograd_taps, "winograd": conv_ops.pack_winograd_weights,
+              "panels": conv_ops.pack_conv_weights}[layout](w)
+    ctx = Ctx(strides=[stride, stride], pads=[1, 1, 1, 1], dilations=[1, 1], group=1)
+    xs = [f32(rng, 1, 40, 9, 8) for _ in range(3)]
+    outs = (9 - 1) // stride + 1, (8 - 1) // stride + 1
+    # NOTE: the calls back to back, the references after (a reference may run conv.c too)
+    gots = [blas_conv.conv2d(x, packed, b, None, outs=outs, strides=(stride, stride), dilations=(1, 1),
+                             pads_begin=(1, 1), group=1, packed=w.shape, layout=layout) for x in [*xs, xs[0]]]
+    for x, got in zip([*xs, xs[0]], gots):
+        close(got, conv_ops.conv(ctx, x, w, b), atol=1e-4)
+
+
 # the turned-around product (weights given as panels) on few output positions: tiles of 1 to 8 positions (a
 # kernel of each height), tasks that split the panels and share a thread's padded rows, two images
 @pytest.mark.parametrize("spatial,stride", [((10, 10), 2), ((5, 6), 2), ((3, 5), 1), ((2, 7), 1), ((1, 5), 1),
