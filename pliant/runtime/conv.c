@@ -883,10 +883,14 @@ static void swap_offsets(const swap_job *j, int64_t rstride, int64_t cstride, in
     for (int64_t k = khw; k < j->K; k++) kofs[k] = kofs[k - khw] + cstride;
 }
 
+/* a number for each call, never 0 or repeated: work a thread keeps for its next task of the same call is marked with
+ * it (the turned-around product's padded rows on few positions, Winograd's input transform of a small image) */
+static int64_t calls;
+static inline int64_t next_call(void) { return __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED); }
+
 /* few positions: the padded rows a thread made last (its call's number and run of tiles), kept for its next task */
 static __thread buffer tl_few;
 static __thread int64_t tl_few_serial = -1, tl_few_run = -1;
-static int64_t swap_calls;
 
 static int swap_task(const void *ctx, int64_t t) {
     const swap_job *j = (const swap_job *)ctx;
@@ -1034,7 +1038,7 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
         j.pgroups = j.npan < want ? j.npan : want;
         j.tgroups = (want + j.pgroups - 1) / j.pgroups;
         if (j.tgroups > j.tiles) j.tgroups = j.tiles;
-        j.serial = __atomic_add_fetch(&swap_calls, 1, __ATOMIC_RELAXED);
+        j.serial = next_call();
         return share_out(N * j.pgroups * j.tgroups, threads, swap_task, &j);
     }
     j.tasks_per_image = want < j.tiles ? want : j.tiles;
@@ -1067,9 +1071,6 @@ static inline int64_t skewed(int64_t n) {
     const int64_t lines = (n + 15) / 16 * 16;
     return lines % 256 == 0 ? lines + 16 : lines;
 }
-#ifndef WINO_PRIVATE
-#define WINO_PRIVATE 1
-#endif
 #ifndef WINO_SPLIT_TILES
 #define WINO_SPLIT_TILES 48 /* tiles a block from which an image too small for two blocks a thread is split in one a thread */
 #endif
@@ -1338,11 +1339,9 @@ static int wino_out_task(const void *ctx, int64_t t) {
     return 0;
 }
 
-/* a whole block (tasks: image t / blocks, tile rows from (t % blocks) * nty) on one thread: its own V */
 /* the input transform of the image (one image, whole) on each thread, kept for its next task of the same call (tl_wv_call:
  * the call's number), then output channels [t*mchunk, ..) */
 static __thread int64_t tl_wv_call = -1;
-static int64_t wino_calls;
 
 static int wino_private_task(const void *ctx, int64_t t) {
     const wino_job *g = (const wino_job *)ctx;
@@ -1358,6 +1357,7 @@ static int wino_private_task(const void *ctx, int64_t t) {
     return wino_out_task(&j, t);
 }
 
+/* a whole block (tasks: image t / blocks, tile rows from (t % blocks) * nty) on one thread: its own V */
 static int wino_block_task(const void *ctx, int64_t t) {
     const wino_job *g = (const wino_job *)ctx;
     wino_job j = *g;
@@ -1403,22 +1403,10 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
         j.mchunk = 2 * MR;
         return share_out(blocks, threads, wino_block_task, &j);
     }
-    j.nty = TH;
-    if (N == 1 && WINO_PRIVATE) {
-        int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
-        if (!kofs) return -1;
-        j.P = TH * j.TW;
-        for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
-        j.kofs = kofs;
-        const int64_t want = 2 * (int64_t)threads, tiles = (j.M + MR - 1) / MR, per = (tiles + want - 1) / want;
-        j.mchunk = per * MR;
-        j.call = __atomic_add_fetch(&wino_calls, 1, __ATOMIC_RELAXED);
-        tl_wv_call = -1; /* NOTE: the caller's V may be this call's too: it runs tasks */
-        return share_out((j.M + j.mchunk - 1) / j.mchunk, threads, wino_private_task, &j);
-    }
-    j.v = grow(&tl_wv, (WT * skewed(j.C * TH * j.TW) + NR) * (int64_t)sizeof(float));
+    j.nty = TH, j.P = TH * j.TW;
     int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
-    if (!j.v || !kofs) return -1;
+    if (!kofs) return -1;
+    for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
     j.kofs = kofs;
     /* about two tasks per thread in each step: runs of channels, runs of whole MR-row tiles of output channels */
     const int64_t want = 2 * (int64_t)threads;
@@ -1426,8 +1414,12 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
     const int64_t tiles = (j.M + MR - 1) / MR, per = (tiles + want - 1) / want;
     j.mchunk = per * MR;
     const int64_t ctasks = (j.C + j.cchunk - 1) / j.cchunk, mtasks = (j.M + j.mchunk - 1) / j.mchunk;
-    j.P = TH * j.TW;
-    for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
+    if (N == 1) { /* each thread transforms the image itself (wino_private_task): no barrier, no V shared */
+        j.call = next_call();
+        return share_out(mtasks, threads, wino_private_task, &j);
+    }
+    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    if (!j.v) return -1;
     const int64_t n[2] = {ctasks, mtasks};
     const task_fn step[2] = {wino_in_task, wino_out_task};
     for (j.n = 0; j.n < N; j.n++)
