@@ -55,18 +55,33 @@ def run_passes(module: Module, passes: Sequence[Pass], *, verify: bool = False) 
     return stats
 
 
+def _forward_identities(const: Op) -> None:
+    """Make the readers of ``Identity(const)`` (in any block the constant's value reaches) read ``const``."""
+    for use in list(const.results[0].uses):
+        op = use.user
+        if isinstance(op, Op) and op.name == "Identity" and op.domain == "" \
+                and all(isinstance(u.user, Op) for u in op.results[0].uses):
+            op.results[0].replace_all_uses_with(const.results[0])
+            op.erase()
+
+
 def rewrite_matrices(module: Module, takes: Callable[[Op], bool],
                      rewrite: Callable[[Op, np.ndarray, list[Op]], None], *, min_side: int = 1, ndim: int = 2) -> int:
     """Call ``rewrite(constant, value, readers)`` for every Constant holding a float32 matrix (or array of
     ``ndim`` dims; every side at least ``min_side``) whose every use is as operand 1 (a product's B, a
     convolution's weights) of an op ``takes`` accepts, in the default domain; returns how many were rewritten.
-    The weight-layout passes are this walk."""
+    The weight-layout passes are this walk.
+
+    An ``Identity`` of such a constant is looked through first: its readers read the constant (the TorchScript
+    exporter hands a ``Loop`` body its weights as such copies, and the copies' readers count as any other)."""
     changed = 0
     for fn in module.functions.values():
         for const in list(fn.walk()):
             if const.name != "Constant" or const.domain != "":
                 continue
             value = const.attrs.get("value")
+            if isinstance(value, np.ndarray):
+                _forward_identities(const)
             uses = const.results[0].uses
             if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype != np.float32 or not uses \
                     or min(value.shape) < min_side:

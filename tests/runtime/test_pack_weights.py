@@ -103,6 +103,37 @@ def test_packed_products_match_onnxruntime(m: int) -> None:
     _matches_onnxruntime(exe.run(feeds), model, feeds, PRODUCT_OUTPUTS, 1e-5, f"at {m} rows")
 
 
+def _loop_of_products() -> onnx.ModelProto:
+    """A Loop whose body reads its weights through Identity copies made outside it (as the TorchScript exporter
+    hands a Loop body the module's weights), one of them read by a MatMul outside the loop too; and an
+    Identity whose copy is the body's output, which must stay."""
+    body = helper.make_graph(
+        [N("MatMul", ["h_in", "wi"], ["p"]), N("Tanh", ["p"], ["h_out"]), N("Identity", ["cond"], ["cond_out"]),
+         N("Identity", ["wo"], ["wo_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("h_in", F, [1, 64])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", F, [1, 64]), helper.make_tensor_value_info("wo_out", F, [64, 64])])
+    nodes = [N("Identity", ["w"], ["wi"]), N("Identity", ["w2"], ["wo"]), N("MatMul", ["x", "w"], ["h0"]),
+             N("Loop", ["trips", "", "h0"], ["h", "ws"], body=body)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, [1, 64]),
+                     helper.make_tensor_value_info("trips", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("h", F, None), helper.make_tensor_value_info("ws", F, None)],
+        [_w("w", 64, 64), _w("w2", 64, 64)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_weights_a_loop_reads_through_identities_are_packed() -> None:
+    model = _loop_of_products()
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    names = [op.name for op in exe.module.walk()]
+    assert names.count("PackedMatMul") == 2 and "MatMul" not in names
+    feeds = {"x": RNG.standard_normal((1, 64)).astype(np.float32), "trips": np.array(5, np.int64)}
+    _matches_onnxruntime(exe.run(feeds), model, feeds, ("h", "ws"), 1e-5)
+
+
 def test_the_reference_kernel_unpacks() -> None:
     """Interpreted op by op (no native unit), a PackedMatMul unpacks its panels: the same results."""
     model = _products()
