@@ -73,6 +73,11 @@ as fast.  Interleaved in one process (medians of 12 rounds), 3M / 2M / 1M: BERT 
 MoE L=256 8.3 / 7.9 / 7.5 ms, early-exit BERT and GPT generation within 2%.  With 1M for every product
 (activations too) early-exit BERT at L=128 went 3.6 -> 4.3 ms: its 1M attention products, in cache, lose more
 to the split than they gain."""
+PANELS_PARALLEL_WORK = 1 << 16
+"""Multiply-adds from which a product by packed weights (``PackedMatMul``) that takes the units' own loop (a
+product of a few rows: a decoder's step) shares its panels out over the threads.  A 1 x 256 x 256 product of
+weights in L3 took 2.1 us instead of 2.8 on 2 threads, 1 x 256 x 768 4.6-5.8 instead of 8.5-9.1; 1 x 128 x
+128 1.0 instead of 0.6."""
 _ALIGN = 64
 _FIXED = 5
 """Slots at the start of a unit's sizes: sgemm's address, whether it takes 64-bit ints, conv.c's entry, the parallel
@@ -744,7 +749,8 @@ class RegionUnit:
         return out
 
     def _elided_transposes(self) -> set[Value]:
-        """Transposes of the last two axes read only by MatMuls: the product reads the source transposed."""
+        """Transposes of the last two axes read only by MatMuls (or as the A of PackedMatMuls): the product reads
+        the source transposed."""
         out: set[Value] = set()
         for o in self.ops:
             if o.domain != "" or o.name != "Transpose" or o.results[0] in self.outputs:
@@ -756,8 +762,9 @@ class RegionUnit:
             if rank < 2 or perm != [*range(rank - 2), rank - 1, rank - 2] or _dtype(o.results[0]) != DType.FLOAT:
                 continue
             uses = o.results[0].uses
-            if uses and all(isinstance(u.user, Op) and u.user.name == "MatMul" and u.user.domain == ""
-                            and u.user in self.ops and u.index in (0, 1)
+            if uses and all(isinstance(u.user, Op) and u.user in self.ops
+                            and ((u.user.name == "MatMul" and u.user.domain == "" and u.index in (0, 1))
+                                 or (u.user.name == "PackedMatMul" and u.user.domain == "pliant" and u.index == 0))
                             and u.user.operands[1 - u.index] is not o.results[0] for u in uses):
                 out.add(o.results[0])
         return out
@@ -1936,7 +1943,8 @@ def _gemm_defines() -> str:
 
     return "\n".join([f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
                        ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")] + [f"#define GEMM_PANEL {PACK_PANEL}",
-                                                                    f"#define GEMM_BATCH_WORK {BATCH_PARALLEL_WORK}"])
+                                                                    f"#define GEMM_BATCH_WORK {BATCH_PARALLEL_WORK}",
+                                                                    f"#define GEMM_PANELS_WORK {PANELS_PARALLEL_WORK}"])
 
 
 _PRELUDE = r"""
@@ -1960,6 +1968,65 @@ typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, cons
                            const float *, int64_t, float, float *, int64_t);
 typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int,
                            const float *, int, float, float *, int);
+/* rows 2-4 of C (MR) against panels [lo, hi) of B: each row of B's panel meets every row of A while it is in
+ * registers, MR * GEMM_PANEL sums (a panel is read once, not once per row) */
+#define PACKED_ROWS(MR) \
+static void packed_rows##MR(int64_t n, int64_t k, float alpha, const float *restrict a, const float *restrict b, \
+                            float *restrict c, int64_t lo, int64_t hi) { \
+    for (int64_t p = lo; p < hi; p++) { \
+        const int64_t p0 = p * GEMM_PANEL, w = n - p0 < GEMM_PANEL ? n - p0 : GEMM_PANEL; \
+        const float *restrict bp = b + p0 * k; \
+        float acc[MR][GEMM_PANEL] = {{0.0f}}; \
+        for (int64_t q = 0; q < k; q++) { \
+            const float *restrict bq = bp + q * GEMM_PANEL; \
+            for (int i = 0; i < MR; i++) { \
+                const float av = a[i * k + q]; \
+                _Pragma("omp simd") for (int cc = 0; cc < GEMM_PANEL; cc++) acc[i][cc] += av * bq[cc]; \
+            } \
+        } \
+        for (int i = 0; i < MR; i++) \
+            for (int64_t cc = 0; cc < w; cc++) c[i * n + p0 + cc] = alpha * acc[i][cc]; \
+    } \
+}
+PACKED_ROWS(2)
+PACKED_ROWS(3)
+PACKED_ROWS(4)
+/* C = alpha * op(A) * B, columns of panels [lo, hi) of B (panels of GEMM_PANEL columns, see gemm_t).  Not
+ * inlined: in the outlined body of gemm_t's parallel region its loops were not vectorised (12x the time) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void packed_panels(int ta, int64_t m, int64_t n, int64_t k, float alpha, const float *restrict a,
+                          const float *restrict b, float *restrict c, int64_t lo, int64_t hi) {
+    if (!ta && m >= 2 && m <= 4) {
+        if (m == 2) packed_rows2(n, k, alpha, a, b, c, lo, hi);
+        else if (m == 3) packed_rows3(n, k, alpha, a, b, c, lo, hi);
+        else packed_rows4(n, k, alpha, a, b, c, lo, hi);
+        return;
+    }
+    /* each row of C meets a panel in one pass over it, GEMM_PANEL sums in registers (the panel stays in cache
+     * for the next row); A's row gathered first where A is given transposed (one loop the compiler vectorises
+     * for both: with the choice inside, it vectorised neither) */
+    float at[ta ? k : 1];
+    for (int64_t p = lo; p < hi; p++) {
+        const int64_t p0 = p * GEMM_PANEL, w = n - p0 < GEMM_PANEL ? n - p0 : GEMM_PANEL;
+        const float *restrict bp = b + p0 * k;
+        for (int64_t i = 0; i < m; i++) {
+            const float *restrict ar = a + i * k;
+            if (ta) {
+                for (int64_t q = 0; q < k; q++) at[q] = a[q * m + i];
+                ar = at;
+            }
+            float acc[GEMM_PANEL] = {0.0f};
+            for (int64_t q = 0; q < k; q++) {
+                const float av = ar[q];
+                const float *restrict bq = bp + q * GEMM_PANEL;
+                _Pragma("omp simd") for (int cc = 0; cc < GEMM_PANEL; cc++) acc[cc] += av * bq[cc];
+            }
+            for (int64_t cc = 0; cc < w; cc++) c[i * n + p0 + cc] = alpha * acc[cc];
+        }
+    }
+}
 /* C (m x n) = alpha * op(A) * op(B); A is (m x k) or, transposed, (k x m); B (k x n), or (n x k) (tb 1), or
  * (tb 2) panels of GEMM_PANEL columns (b[p][q][c] = B[q][p * GEMM_PANEL + c], zeros past column n) */
 static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
@@ -2075,19 +2142,21 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
     else ((sgemm32_fn)f)(ROW_MAJOR, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, 0.0f, c, (int)n);
     goto done;
 packed:
-    /* B in panels: each row of C meets a panel in one pass over it, GEMM_PANEL sums in registers */
-    for (int64_t p0 = 0; p0 < n; p0 += GEMM_PANEL) {
-        const int64_t w = n - p0 < GEMM_PANEL ? n - p0 : GEMM_PANEL;
-        const float *restrict bp = b + p0 * k;
-        for (int64_t i = 0; i < m; i++) {
-            float acc[GEMM_PANEL] = {0.0f};
-            for (int64_t q = 0; q < k; q++) {
-                const float av = ta ? a[q * m + i] : a[i * k + q];
-                const float *restrict bq = bp + q * GEMM_PANEL;
-                _Pragma("omp simd") for (int cc = 0; cc < GEMM_PANEL; cc++) acc[cc] += av * bq[cc];
+    {
+        /* the panels shared out over the threads, each thread the same ones at every call (its share of the
+         * weights stays in its own cache from one call to the next), where there are enough multiply-adds
+         * to pay for waking the threads: a product of a few rows reads its weights once, at memory speed */
+        const int64_t np = (n + GEMM_PANEL - 1) / GEMM_PANEL;
+#ifdef _OPENMP
+        if (par != INT64_MAX && np >= 2 && m * n * k >= (par < GEMM_PANELS_WORK ? par : GEMM_PANELS_WORK)
+                && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+            _Pragma("omp parallel") {
+                const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+                packed_panels(ta, m, n, k, alpha, a, b, c, np * t / nt, np * (t + 1) / nt);
             }
-            for (int64_t cc = 0; cc < w; cc++) c[i * n + p0 + cc] = alpha * acc[cc];
-        }
+        } else
+#endif
+            packed_panels(ta, m, n, k, alpha, a, b, c, 0, np);
     }
 done:
     if (bias && !biased)

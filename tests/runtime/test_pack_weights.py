@@ -103,6 +103,33 @@ def test_packed_products_match_onnxruntime(m: int) -> None:
     _matches_onnxruntime(exe.run(feeds), model, feeds, PRODUCT_OUTPUTS, 1e-5, f"at {m} rows")
 
 
+def _few_rows() -> onnx.ModelProto:
+    """Products of a few rows by weights large enough to share their panels out over the threads: 1 x 600 x 200
+    and more (seven panels, the last one of 8 columns: an uneven split), and A given transposed (a Transpose the
+    unit reads through) with a bias."""
+    nodes = [N("MatMul", ["x", "w1"], ["y"]), N("Transpose", ["xt"], ["xtt"]), N("MatMul", ["xtt", "w2"], ["gm"]),
+             N("Add", ["gm", "bias"], ["g"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", F, ["M", 600]), helper.make_tensor_value_info("xt", F, [600, "M"])],
+        [helper.make_tensor_value_info(o, F, None) for o in ("y", "g")], [_w("w1", 600, 200), _w("w2", 600, 136), _w("bias", 136)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# rows: 1 (one row a pass over each panel), 2-4 (every row a pass), 5 (the small loop past the rows kept together)
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5])
+def test_products_of_few_rows_on_several_threads_match_onnxruntime(m: int) -> None:
+    from pliant.runtime.region_c import PANELS_PARALLEL_WORK
+
+    assert m * 600 * 136 >= PANELS_PARALLEL_WORK  # the panels are shared out
+    model = _few_rows()
+    exe = pliant.compile(model.SerializeToString(), threads=2, verify=True, specialize=False)
+    assert [op.name for op in exe.module.walk()].count("PackedMatMul") == 2
+    x = RNG.standard_normal((m, 600)).astype(np.float32)
+    feeds = {"x": x, "xt": np.ascontiguousarray(x.T)}
+    for _ in range(3):  # the same panels on the same threads at every call
+        _matches_onnxruntime(exe.run(feeds), model, feeds, ("y", "g"), 1e-4, f"at {m} rows")
+
+
 def _loop_of_products() -> onnx.ModelProto:
     """A Loop whose body reads its weights through Identity copies made outside it (as the TorchScript exporter
     hands a Loop body the module's weights), one of them read by a MatMul outside the loop too; and an
