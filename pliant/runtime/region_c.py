@@ -453,6 +453,11 @@ CONCAT_PARALLEL = 1 << 16
 """Elements from which a unit's Concat copies in parallel (the copies are memory-bound: smaller ones finish
 before a second thread would start)."""
 
+CONCAT_IN_PLACE = True
+"""Whether a Concat's piece computed in the same unit (through reshapes) is computed in the Concat's result
+instead of copied there, where the piece is one contiguous run of the result (every dim before the axis is 1):
+a decoder's cache per layer stacked into one output of every layer's (``_concat_places``)."""
+
 CONCAT_PIECE = 1 << 14
 """Elements a thread copies at a time in a parallel Concat (64 KiB of float32)."""
 
@@ -704,6 +709,7 @@ class RegionUnit:
         """The scores product and the Softmax of each fused attention -> its queries (never written: the block's
         products and softmax run at the second product, see _attention)."""
         self.storage = self._storage()
+        self.inside = self._concat_places()
         self.offset_slot: dict[int, int] = {}
         for k in sorted({self.storage[v][1] for v in self.values if self.storage[v][0] == "arena"}):
             self.offset_slot[k] = _FIXED + self.n_dims + len(self.offset_slot)
@@ -901,7 +907,8 @@ class RegionUnit:
         return out
 
     def _storage(self) -> dict[Value, tuple[str, int]]:
-        """Where each value lives: ("in", k), ("out", j), ("arena", root id), ("alias", root value id), ("array", j)."""
+        """Where each value lives: ("in", k), ("out", j), ("arena", root id), ("alias", root value id), ("array", j),
+        ("inside", the id of the Concat result it is a piece of: see _concat_places)."""
         st: dict[Value, tuple[str, int]] = {}
         for k, v in enumerate(self.inputs):
             assert v is not None
@@ -935,9 +942,51 @@ class RegionUnit:
         return st
 
     def _root(self, v: Value) -> Value:
-        while self.storage[v][0] == "alias":
+        """The value whose memory ``v`` is in: through aliases and Concat results it is computed inside."""
+        while self.storage[v][0] in ("alias", "inside"):
             v = self.values[self.storage[v][1]]
         return v
+
+    def _reshaped(self, v: Value) -> Value:
+        """``v`` through the reshapes (``_ALIASES`` ops that alias their operand) it is a view of."""
+        while self.storage[v][0] == "alias" and (p := v.defining_op) is not None and p.domain == "" \
+                and p.name in _ALIASES and p.operands[0] is not None:
+            v = p.operands[0]
+        return v
+
+    def _concat_places(self) -> dict[Value, tuple[Op, int]]:
+        """Pieces of Concats computed where the Concat would copy them (``CONCAT_IN_PLACE``): value -> (the
+        Concat, operand index).  A piece qualifies where, through reshapes, it is a value this unit keeps in its
+        arena, read by that one operand of the Concat only once, and the Concat's dims before its axis are all
+        1 (the piece is one run of the result).  Its storage becomes ("inside", the Concat's result): the
+        result's memory is taken when the first piece is computed (``_memory``), and the Concat copies the
+        other pieces only.  Other readers of the piece read it there."""
+        out: dict[Value, tuple[Op, int]] = {}
+        if not CONCAT_IN_PLACE:
+            return out
+        for o in self.ops:
+            if o.domain != "" or o.name != "Concat" or len(o.results) != 1:
+                continue
+            r = o.results[0]
+            rank = len(_shape(r))
+            axis = _attr_int(o, "axis", 0) % rank
+            if any(d != 1 for d in _shape(r)[:axis]) or self.storage[r][0] not in ("arena", "out"):
+                continue
+            roots = [self._reshaped(v) if v is not None else None for v in o.operands]
+            for j, w in enumerate(roots):
+                if w is None or w in out or roots.count(w) != 1 or self.storage[w][0] != "arena" \
+                        or _dtype(w) != _dtype(r):
+                    continue
+                out[w] = (o, j)
+                self.storage[w] = ("inside", self.vid[r])
+        return out
+
+    def _inside_at(self, w: Value) -> str:
+        """The element offset of piece ``w`` in its Concat's result (see _concat_places)."""
+        o, j = self.inside[w]
+        axis = _attr_int(o, "axis", 0) % len(_shape(o.results[0]))
+        parts = [self._size(v, axis) for v in o.operands[:j] if v is not None]
+        return " + ".join(f"({p})" for p in parts) or "0"
 
     # -- C source --------------------------------------------------------------------------------
     def _d(self, v: Value, a: int) -> str:
@@ -1000,7 +1049,12 @@ class RegionUnit:
                 "#define SERIAL_NESTED 0", "#endif",
                 "int pliant_kernel(void **p, const int64_t *s) {",
                 f"  char *arena = (char *)p[{self._out_base + len(self.outputs)}];"]
-        for v in self.values:
+        # NOTE: a value's memory is declared before the values in it: pieces of Concats after the Concats' results
+        # (so in reverse order: a Concat's result is defined after its pieces), aliases after everything
+        order = [v for v in self.values if self.storage[v][0] not in ("alias", "inside")] \
+            + [v for v in reversed(self.values) if self.storage[v][0] == "inside"] \
+            + [v for v in self.values if self.storage[v][0] == "alias"]
+        for v in order:
             kind, k = self.storage[v]
             ct = C_TYPES[_dtype(v)]
             if kind == "in":
@@ -1011,6 +1065,8 @@ class RegionUnit:
                 src = f"p[{self._array_base + k}]"
             elif kind == "arena":
                 src = f"(arena + s[{self.offset_slot[k]}])"
+            elif kind == "inside":
+                src = f"(v{k} + {self._inside_at(v)})"
             elif v in self.views:
                 g = v.defining_op
                 assert g is not None and g.operands[0] is not None
@@ -1021,11 +1077,11 @@ class RegionUnit:
                 src = f"v{k} + {at_expr} * ({self._size(d, axis + 1)})"
             else:
                 src = f"v{k}"
-            head.append(f"  {ct} *restrict v{self.vid[v]} = ({ct} *){src};" if kind != "alias"
+            head.append(f"  {ct} *restrict v{self.vid[v]} = ({ct} *){src};" if kind not in ("alias", "inside")
                         else f"  {ct} *v{self.vid[v]} = ({ct} *){src};")
         # NOTE: aliases share memory with their source: restrict would be a lie for them, and for the
         # source too -- drop it everywhere an alias exists
-        if any(self.storage[v][0] == "alias" for v in self.values):
+        if any(self.storage[v][0] in ("alias", "inside") for v in self.values):
             head = [h.replace(" *restrict ", " *") for h in head]
         # NOTE: sizes are copied to locals: read through ``s`` they could alias the int64 outputs, and the
         # compiler would reload them in every loop and vectorise nothing
@@ -1314,6 +1370,9 @@ class RegionUnit:
         self.lines.append(f"{{ int64_t off = 0; const int64_t outer = {outer}, inner_out = {self._size(r, axis)};")
         for v in o.operands:
             assert v is not None
+            if self.inside.get(self._reshaped(v), (None,))[0] is o:
+                self.lines.append(f"  off += {self._size(v, axis)};  /* computed in place */")
+                continue
             # NOTE: large copies in pieces of CONCAT_PIECE elements shared out over the threads: a decode step's
             # key-value cache (2 x 4 x 512 x 64 floats twice) took 106 of the step's 231 us on one thread
             self.lines += [
@@ -1705,7 +1764,9 @@ class RegionUnit:
         top = 0
         for n, o in enumerate(self.ops):
             for res in o.results:
-                if self.storage[res][0] != "arena":
+                if self.storage[res][0] == "inside":
+                    res = self._root(res)  # NOTE: the Concat's result, taken at its first piece
+                if self.storage[res][0] != "arena" or self.vid[res] in offsets:
                     continue
                 size = max(1, math.prod(shapes[res]) * NP_TYPES[_dtype(res)].itemsize)
                 size = (size + _ALIGN - 1) // _ALIGN * _ALIGN
