@@ -434,6 +434,12 @@ BATCH_PARALLEL_WORK = 1 << 20
 """A batch of products (MatMul over leading dims) of at least this many multiply-adds in all runs one product per
 thread (``batch_in_parallel`` in the units' C); 0 turns it off."""
 
+BATCH_PARALLEL_READ = 1 << 17
+"""The same from this many elements of the products' right operands in all, however few multiply-adds: a
+decoder's step (one query row per head) streams its whole key-value cache.  GPT's decode step with 512 cached
+positions (4 heads of 64: 1.3e5 elements a product) took 0.84x the time; BERT's attention at 16 rows (its
+operands in cache, 4e3 elements) lost 8% shared out."""
+
 
 def _softmax_row(scale: str, log: bool) -> list[str]:
     """C lines of a (log-)softmax of one row: x to y (which may be x), n floats, each x times the scale first."""
@@ -1213,7 +1219,7 @@ class RegionUnit:
         # thread, where batch_in_parallel says so: one parallel region instead of one per product.  Not an
         # if() clause: the products inside an inactive region open parallel regions of their own, each a new
         # team of new threads (3 ms for BERT's 16 products)
-        self.lines += ["{", f"const int pb_ = batch_in_parallel({self._size(r, 0, nb)}, {m} * {n} * {k});",
+        self.lines += ["{", f"const int pb_ = batch_in_parallel({self._size(r, 0, nb)}, {m} * {n} * {k}, {n} * {k});",
                        "if (pb_) {"]
         self._nest(r, nb, body, pragma=f"_Pragma(\"omp parallel for collapse({nb})\")")
         self.lines.append("} else {")
@@ -2005,6 +2011,7 @@ def _gemm_defines() -> str:
     return "\n".join([f"#define GEMM_{name} {getattr(blas_conv, name)}" for name in
                        ("BLOCK_FLOATS", "K_BLOCK", "DIRECT_WASTE")] + [f"#define GEMM_PANEL {PACK_PANEL}",
                                                                     f"#define GEMM_BATCH_WORK {BATCH_PARALLEL_WORK}",
+                                                                    f"#define GEMM_BATCH_READ {BATCH_PARALLEL_READ}",
                                                                     f"#define GEMM_PANELS_WORK {PANELS_PARALLEL_WORK}"])
 
 
@@ -2013,15 +2020,17 @@ _PRELUDE = r"""
 #include <omp.h>
 #endif
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
-/* whether `count` products of `each` multiply-adds run in parallel, one per thread at a time (each on one
- * thread): where there are enough of them to share evenly and enough work to pay for waking the threads */
-static int batch_in_parallel(int64_t count, int64_t each) {
+/* whether `count` products of `each` multiply-adds (and `read` elements of B each) run in parallel, one per
+ * thread at a time (each on one thread): where there are enough of them to share evenly and enough work (or
+ * enough to read) to pay for waking the threads */
+static int batch_in_parallel(int64_t count, int64_t each, int64_t read) {
 #ifdef _OPENMP
     const int t = omp_get_max_threads();
-    return GEMM_BATCH_WORK > 0 && t > 1 && count >= 2 && count * each >= GEMM_BATCH_WORK
+    return GEMM_BATCH_WORK > 0 && t > 1 && count >= 2
+           && (count * each >= GEMM_BATCH_WORK || count * read >= GEMM_BATCH_READ)
            && (count % t == 0 || count >= 4 * t);
 #else
-    (void)count, (void)each;
+    (void)count, (void)each, (void)read;
     return 0;
 #endif
 }
