@@ -67,12 +67,14 @@ against 4-6 us of loop)."""
 GEMM_PARALLEL_WORK = 3 << 20
 """Multiply-adds from which a unit's matrix product of activations uses all OpenMP threads (a plan's sizes
 carry it, slot 3)."""
-WEIGHTS_PARALLEL_WORK = 1 << 20
+WEIGHTS_PARALLEL_WORK = 1 << 18
 """The same for a product by constant weights (slot 4): they come from memory, and two threads read them twice
 as fast.  Interleaved in one process (medians of 12 rounds), 3M / 2M / 1M: BERT L=16 0.83 / 0.70 / 0.64 ms,
 MoE L=256 8.3 / 7.9 / 7.5 ms, early-exit BERT and GPT generation within 2%.  With 1M for every product
 (activations too) early-exit BERT at L=128 went 3.6 -> 4.3 ms: its 1M attention products, in cache, lose more
-to the split than they gain."""
+to the split than they gain.  256K against 1M (one process, alternating, 10 rounds): MoE at L=64 (experts of
+about 20 tokens, 0.65M multiply-adds a product) 0.87-0.89x the time, the other transformers within 1-3%; 128K
+took MoE at L=16 1.10x."""
 PANELS_PARALLEL_WORK = 1 << 16
 """Multiply-adds from which a product by packed weights (``PackedMatMul``) that takes the units' own loop (a
 product of a few rows: a decoder's step) shares its panels out over the threads.  A 1 x 256 x 256 product of
