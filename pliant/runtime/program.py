@@ -414,21 +414,19 @@ and leaving it took 1.3 us, a GRU decoder's SequenceInsert per step)."""
 
 def _bind(kernel: Callable[..., Any], ctx: registry.KernelContext) -> Callable[..., Any]:
     single = ctx.num_outputs == 1
-    if ctx.op.domain == "" and ctx.op.name in _NO_ARITHMETIC:
-        def plain(*xs: Any) -> Any:
-            res = kernel(ctx, *xs)
-            if single and isinstance(res, tuple):
-                res = res[0]
-            return np.asarray(res) if isinstance(res, np.generic) else res
 
+    def plain(*xs: Any) -> Any:
+        res = kernel(ctx, *xs)
+        if single and isinstance(res, tuple):
+            res = res[0]  # NOTE: a kernel may compute optional outputs the op does not have
+        return np.asarray(res) if isinstance(res, np.generic) else res
+
+    if ctx.op.domain == "" and ctx.op.name in _NO_ARITHMETIC:
         return plain
 
     def run(*xs: Any) -> Any:
         with np.errstate(all="ignore"):
-            res = kernel(ctx, *xs)
-        if single and isinstance(res, tuple):
-            res = res[0]  # NOTE: a kernel may compute optional outputs the op does not have
-        return np.asarray(res) if isinstance(res, np.generic) else res
+            return plain(*xs)
 
     return run
 

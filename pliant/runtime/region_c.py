@@ -2085,21 +2085,17 @@ static void packed_panels(int ta, int64_t m, int64_t n, int64_t k, float alpha, 
         return;
     }
     /* each row of C meets a panel in one pass over it, GEMM_PANEL sums in registers (the panel stays in cache
-     * for the next row); A's row gathered first where A is given transposed (one loop the compiler vectorises
-     * for both: with the choice inside, it vectorised neither) */
-    float at[ta ? k : 1];
+     * for the next row); row i of op(A) is ar[q * as] (one loop the compiler vectorises for both layouts: with
+     * the choice inside, it vectorised neither) */
+    const int64_t as = ta ? m : 1;
     for (int64_t p = lo; p < hi; p++) {
         const int64_t p0 = p * GEMM_PANEL, w = n - p0 < GEMM_PANEL ? n - p0 : GEMM_PANEL;
         const float *restrict bp = b + p0 * k;
         for (int64_t i = 0; i < m; i++) {
-            const float *restrict ar = a + i * k;
-            if (ta) {
-                for (int64_t q = 0; q < k; q++) at[q] = a[q * m + i];
-                ar = at;
-            }
+            const float *restrict ar = ta ? a + i : a + i * k;
             float acc[GEMM_PANEL] = {0.0f};
             for (int64_t q = 0; q < k; q++) {
-                const float av = ar[q];
+                const float av = ar[q * as];
                 const float *restrict bq = bp + q * GEMM_PANEL;
                 _Pragma("omp simd") for (int cc = 0; cc < GEMM_PANEL; cc++) acc[cc] += av * bq[cc];
             }
