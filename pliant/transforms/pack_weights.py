@@ -80,9 +80,11 @@ WINOGRAD_TAPS = True
 """Whether those weights are stored as their taps (PackedConv's "winograd_taps", (M, 9, C)) that conv.c transforms
 as it runs, rather than transformed ("winograd", (16, M, C), 16/9 the size)."""
 
-WINOGRAD_MIN_CHANNELS = 32
-"""Input and output channels from which a 3x3 convolution takes Winograd's layout: below, transforming the
-input and the output costs more than the products save."""
+WINOGRAD_MIN_CHANNELS = 8
+"""Input and output channels from which a 3x3 convolution takes Winograd's layout.  Chains of 8 convolutions
+(C -> C channels, ReLU) at 2 threads, time per convolution against the panels, in-process: 16 channels 0.64x on
+32x32 and 0.78x on 64x64 (0.68x and 0.72x at 1 thread), 8 channels 0.77-0.78x; blockdrop (ten 16 -> 16) 0.85-0.94x.
+At 32 (the value before) the 16-channel ones ran 1.2-1.5x ONNX Runtime's time."""
 
 
 def pack_weights(module: Module) -> int:

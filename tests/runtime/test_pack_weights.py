@@ -375,20 +375,20 @@ def test_winograd_taps_are_each_output_channels_window_by_input_channel() -> Non
 
 def _winograd_convs() -> onnx.ModelProto:
     """Three 3x3 convolutions of stride 1 that take Winograd's layout (with a Relu; with a residual Add, a bias
-    and a Clip; with asymmetric pads and no epilogue) and one the pass leaves in panels (16 input channels)."""
+    and a Clip; with asymmetric pads and no epilogue) and one the pass leaves in panels (4 input channels)."""
     nodes = [
         N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),          # 32 -> 40
         N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),                                   # 40 -> 40
         N("Add", ["c2", "r1"], ["s2"]), N("Clip", ["s2", "lo", "hi"], ["y2"]),
         N("Conv", ["y2", "w3"], ["y3"], pads=[0, 1, 2, 0]),                                         # 40 -> 33
-        N("Conv", ["x16", "w4"], ["y4"], pads=[1, 1, 1, 1]),                                        # 16: panels
+        N("Conv", ["x4", "w4"], ["y4"], pads=[1, 1, 1, 1]),                                        # 4: panels
     ]
     inits = [_w("w1", 40, 32, 3, 3), _w("b1", 40), _w("w2", 40, 40, 3, 3), _w("b2", 40), _w("w3", 33, 40, 3, 3),
-             _w("w4", 32, 16, 3, 3), numpy_helper.from_array(np.float32(-0.3), "lo"),
+             _w("w4", 32, 4, 3, 3), numpy_helper.from_array(np.float32(-0.3), "lo"),
              numpy_helper.from_array(np.float32(0.4), "hi")]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", F, [1, 32, "H", "W"]),
-                     helper.make_tensor_value_info("x16", F, [1, 16, "H", "W"])],
+                     helper.make_tensor_value_info("x4", F, [1, 4, "H", "W"])],
         [helper.make_tensor_value_info(o, F, None) for o in WINOGRAD_OUTPUTS], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -398,7 +398,7 @@ WINOGRAD_OUTPUTS = ("r1", "y2", "y3", "y4")
 
 def _winograd_feeds(h: int, w: int) -> dict[str, np.ndarray]:
     return {"x": RNG.standard_normal((1, 32, h, w)).astype(np.float32),
-            "x16": RNG.standard_normal((1, 16, h, w)).astype(np.float32)}
+            "x4": RNG.standard_normal((1, 4, h, w)).astype(np.float32)}
 
 
 # sizes: one output position, odd sizes (a last tile row and column half outside), one tile row of many tiles,
@@ -419,6 +419,24 @@ def test_winograd_convs_match_onnxruntime(hw: tuple[int, int], taps: bool, monke
     assert len(fused) == 2  # with Relu; with the residual and Clip
     feeds = _winograd_feeds(*hw)
     _matches_onnxruntime(exe.run(feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4, f"at {hw}")
+
+
+# few channels: 8 and 16 (fewer output channels than a microkernel tile's rows, 8 -> 12 a run of 4 past them),
+# with a residual; sizes from one position to several tile rows and an odd last column
+@pytest.mark.parametrize("hw", [(1, 1), (5, 7), (32, 32), (33, 20)])
+def test_few_channel_winograd_convs_match_onnxruntime(hw: tuple[int, int]) -> None:
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),  # 8 -> 16
+             N("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),                            # 16 -> 16
+             N("Add", ["c2", "r1"], ["y2"]),
+             N("Conv", ["y2", "w3"], ["y3"], pads=[1, 1, 1, 1])]                                  # 16 -> 12
+    inits = [_w("w1", 16, 8, 3, 3), _w("b1", 16), _w("w2", 16, 16, 3, 3), _w("b2", 16), _w("w3", 12, 16, 3, 3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 8, "H", "W"])],
+                              [helper.make_tensor_value_info(o, F, None) for o in ("r1", "y2", "y3")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert [str(op.attrs.get("layout")) for op in _packed_convs(exe.module)] == ["winograd_taps"] * 3
+    feeds = {"x": RNG.standard_normal((1, 8, *hw)).astype(np.float32)}
+    _matches_onnxruntime(exe.run(feeds), model, feeds, ("r1", "y2", "y3"), 1e-4, f"at {hw}")
 
 
 def test_winograd_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
