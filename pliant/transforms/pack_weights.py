@@ -21,8 +21,8 @@ Convolution weights get the same treatment: conv.c's turned-around product
 call used to pack from the (M, C, KH, KW) array every time; so only where a
 call would take that product when handed the panels: convolutions of one group
 with a window larger than 1x1 (a 1x1 window of stride 1 is a product conv.c
-reads in place) and at least ``MIN_CONV_DEPTH`` products per output
-(C*KH*KW).  Such weights are stored as
+reads in place, unless it has ``POINTWISE_MIN_CHANNELS`` input channels) and
+at least ``MIN_CONV_DEPTH`` products per output (C*KH*KW).  Such weights are stored as
 ``pliant.ops.conv.pack_conv_weights`` lays them out, read by
 ``pliant.PackedConv``.  On YOLO's convolutions at 160 px (2 threads) a call
 took 0.80-0.99x its time before; the model 0.93x at 160 px and 0.94x at 480x640.
@@ -71,6 +71,14 @@ at stride 2 on 128x128 0.84x, on 64x64 at stride 1 0.91x (on 32x32 1.12x: 2 us m
 conformer, blockdrop, SkipNet and YOLO 0.98-1.0."""
 
 
+POINTWISE_MIN_CHANNELS = 64
+"""Input channels from which a 1x1 convolution of stride 1 has its weights packed too (taking the turned-around
+product, output channels in the vectors' lanes), rather than being the product conv.c reads the input of in place
+(output positions in the lanes, a panel of them half empty on few positions).  Chains of 8 at 2 threads, in-process
+against ONNX Runtime: 256 -> 256 channels on 5x5 1.32x its time in place, 1.0x packed; on 10x10 1.23x and 1.07x;
+64 on 40x40 1.39x and 1.17x; YOLO 0.97-0.99x.  With 32 channels on 64x64, 1.5x in place and 1.66x packed: left in
+place."""
+
 WINOGRAD = True
 """Whether 3x3 convolutions of stride 1 (one group, no dilation) of at least WINOGRAD_MIN_CHANNELS input and
 output channels run as Winograd F(2x2, 3x3) (PackedConv's "winograd_taps" or "winograd" layout), whose transformed
@@ -96,8 +104,8 @@ def pack_weights(module: Module) -> int:
 
 def _takes_conv(user: Op) -> bool:
     """Whether ``user`` (reading the constant as its weights) can become a PackedConv: a float32 2-D Conv of one
-    group with explicit pads, a window larger than 1x1 (or a stride), at least MIN_CONV_DEPTH products per
-    output."""
+    group with explicit pads, a window larger than 1x1 (or a stride, or POINTWISE_MIN_CHANNELS input channels),
+    at least MIN_CONV_DEPTH products per output."""
     x, w = user.operands[0], user.operands[1]
     tx, tw = (x.type if x is not None else None), (w.type if w is not None else None)
     if user.name != "Conv" or not isinstance(tx, TensorType) or not isinstance(tw, TensorType) \
@@ -109,8 +117,9 @@ def _takes_conv(user: Op) -> bool:
     _, c, kh, kw = (int(d) for d in tw.shape)  # type: ignore[arg-type]
     ks: Any = attrs.get("kernel_shape")
     strides: Any = attrs.get("strides") or [1, 1]
-    # NOTE: a 1x1 window of stride 1 is a product conv.c reads the input of in place (FLAT): not turned around
-    window = kh * kw > 1 or max(int(e) for e in strides) > 1
+    # NOTE: a 1x1 window of stride 1 is a product conv.c reads the input of in place (FLAT): turned around only
+    # from POINTWISE_MIN_CHANNELS
+    window = kh * kw > 1 or max(int(e) for e in strides) > 1 or c >= POINTWISE_MIN_CHANNELS
     return (not ks or [int(e) for e in ks] == [kh, kw]) and window and c * kh * kw >= MIN_CONV_DEPTH
 
 

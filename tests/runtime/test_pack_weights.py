@@ -439,6 +439,29 @@ def test_few_channel_winograd_convs_match_onnxruntime(hw: tuple[int, int]) -> No
     _matches_onnxruntime(exe.run(feeds), model, feeds, ("r1", "y2", "y3"), 1e-4, f"at {hw}")
 
 
+# 1x1 windows of stride 1: packed from POINTWISE_MIN_CHANNELS input channels (with a bias and Relu, with a
+# residual, and 25 output channels, less than a panel), left to be read in place below
+@pytest.mark.parametrize("hw", [(1, 1), (5, 5), (10, 10), (15, 20)])
+def test_pointwise_convs_from_enough_channels_are_packed(hw: tuple[int, int]) -> None:
+    from pliant.transforms.pack_weights import POINTWISE_MIN_CHANNELS as C
+
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"]), N("Relu", ["c1"], ["r1"]),          # C -> C: packed
+             N("Conv", ["r1", "w2"], ["c2"]), N("Add", ["c2", "x"], ["y2"]),         # C -> C, residual: packed
+             N("Conv", ["y2", "w3", "b3"], ["y3"]),                                # C -> 25: packed
+             N("Conv", ["x32", "w4"], ["y4"])]                                     # C/2 -> C: in place
+    inits = [_w("w1", C, C, 1, 1), _w("b1", C), _w("w2", C, C, 1, 1), _w("w3", 25, C, 1, 1), _w("b3", 25),
+             _w("w4", C, C // 2, 1, 1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, C, "H", "W"]),
+                                           helper.make_tensor_value_info("x32", F, [1, C // 2, "H", "W"])],
+                              [helper.make_tensor_value_info(o, F, None) for o in ("r1", "y2", "y3", "y4")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert len(_packed_convs(exe.module)) == 3
+    feeds = {"x": RNG.standard_normal((1, C, *hw)).astype(np.float32),
+             "x32": RNG.standard_normal((1, C // 2, *hw)).astype(np.float32)}
+    _matches_onnxruntime(exe.run(feeds), model, feeds, ("r1", "y2", "y3", "y4"), 1e-4, f"at {hw}")
+
+
 def test_winograd_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     from pliant.transforms import pack_weights as pw
 
