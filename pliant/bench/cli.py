@@ -52,7 +52,8 @@ def configure_parser(b: argparse.ArgumentParser) -> None:
     b.add_argument("--min-reps", type=int, metavar="N", help="time each case at least N times (default 10)")
     b.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds per case (default 0.3)")
     b.add_argument("--rounds", type=int, default=1, metavar="N",
-                   help="run every system on every model N times, alternating; each case reports its median round")
+                   help="run every system on every model N times, alternating; each case reports its median round, "
+                        "and the geometric mean is given again over each system's fastest round")
     b.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="limit for one system on one model, all its cases (default 300)")
     b.add_argument("--plugin", action="append", default=[], metavar="MODULE",

@@ -12,7 +12,7 @@ import pytest
 from pliant.bench.compare import compare_outputs
 from pliant.bench.measure import LatencyStats, TimingPolicy, time_calls
 from pliant.bench.plot import _FONT, Canvas, plot_ratios
-from pliant.bench.report import peak_memory, ratio_to, render_markdown
+from pliant.bench.report import fastest_round_s, peak_memory, ratio_to, render_markdown
 from pliant.bench.spec import Case, InputSpec, ModelSpec, SuiteError
 
 
@@ -100,6 +100,31 @@ def test_markdown_shows_ratios_failures_mismatches_and_load() -> None:
     assert "**torch-compile** failed (1 cells: m L=1): Unsupported: boom" in md
     assert "output mismatch on m L=2" in md
     assert "0.90 cores busy on average" in md and "ratios measured in this same run" in md
+
+
+def test_rounds_add_the_ratio_of_each_systems_fastest_round() -> None:
+    """With rounds, the geometric mean is given again over each system's fastest round: pliant's median round
+    4 ms and fastest 2 ms against onnxruntime's 1 ms and 0.5 ms (L=1): 4.00 and 4.00; at L=2 a slow spell on
+    onnxruntime's median round only: 0.5 and 1.0."""
+    rep = synthetic_report()
+    rep["settings"]["rounds"] = 3
+    rounds = {("pliant", "L=1"): [0.004, 0.002, 0.005], ("onnxruntime", "L=1"): [0.001, 0.0005, 0.001],
+              ("pliant", "L=2"): [0.001, 0.001, 0.001], ("onnxruntime", "L=2"): [0.002, 0.001, 0.002]}
+    for c in rep["cells"]:
+        if (c["system"], c["case"]) in rounds:
+            c["status"] = "ok"
+            c["latency"]["median"] = sorted(rounds[(c["system"], c["case"])])[1]
+            c["rounds"] = [{"median": m, "status": "ok"} for m in rounds[(c["system"], c["case"])]]
+    c = rep["cells"][0]
+    assert fastest_round_s(c) == pytest.approx(0.002)
+    c["rounds"][1]["status"] = "failed"  # a failed round is no figure
+    assert fastest_round_s(c) == pytest.approx(0.004)
+    c["rounds"][1]["status"] = "ok"
+    md = render_markdown(rep)
+    assert "Geometric mean of the ratio to onnxruntime, per system over the cases it ran: pliant 1.41 (2 cases)" in md
+    assert "The same over each system's fastest round, per system over the cases it ran: pliant 2.00 (2 cases)" in md
+    rep["settings"]["rounds"] = 1
+    assert "fastest round" not in render_markdown(rep)
 
 
 def test_memory_ratios_leave_out_cells_that_did_not_run_ok() -> None:
