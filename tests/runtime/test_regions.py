@@ -470,31 +470,35 @@ def test_the_c_path_declines_inputs_it_does_not_take() -> None:
 
 
 def _attention_model() -> onnx.ModelProto:
-    """Three attentions over x (B, L, 8): scaled scores with the keys' Transpose read in place; unscaled scores
-    of keys transposed in memory (their Transpose is read by a ReduceSum too); and one whose softmax is also an
-    output, which stays unfused."""
+    """Four attentions over x (B, L, 8): scaled scores with the keys' Transpose read in place; unscaled scores
+    of keys transposed in memory (their Transpose is read by a ReduceSum too); one whose values are a Transpose
+    read in place; and one whose softmax is also an output, which stays unfused."""
     nodes = [N("MatMul", ["x", "wq"], ["q"]), N("MatMul", ["x", "wk"], ["k"]), N("MatMul", ["x", "wv"], ["v"]),
              N("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), N("MatMul", ["q", "kt"], ["s"]),
              N("Mul", ["s", "scale"], ["ss"]), N("Softmax", ["ss"], ["p"], axis=-1), N("MatMul", ["p", "v"], ["y"]),
              N("Transpose", ["v"], ["vt"], perm=[0, 2, 1]), N("ReduceSum", ["vt", "axes"], ["y2s"], keepdims=0),
              N("MatMul", ["k", "vt"], ["s2"]), N("Softmax", ["s2"], ["p2"], axis=2), N("MatMul", ["p2", "q"], ["y2"]),
-             N("MatMul", ["k", "kt"], ["s3"]), N("Softmax", ["s3"], ["p3"], axis=-1), N("MatMul", ["p3", "v"], ["y3"])]
+             N("MatMul", ["k", "kt"], ["s3"]), N("Softmax", ["s3"], ["p3"], axis=-1), N("MatMul", ["p3", "v"], ["y3"]),
+             N("Relu", ["vt"], ["rt"]), N("Transpose", ["rt"], ["r"], perm=[0, 2, 1]), N("MatMul", ["v", "kt"], ["s4"]),
+             N("Softmax", ["s4"], ["p4"], axis=-1), N("MatMul", ["p4", "r"], ["y4"])]
     inits = [_w("wq", 8, 16), _w("wk", 8, 16), _w("wv", 8, 16), _const("scale", np.float32(0.25)),
              _const("axes", np.array([1]))]
-    return _model(nodes, X, ["y", "y2", "y2s", "y3", "p3"], inits)
+    return _model(nodes, X, ["y", "y2", "y2s", "y3", "p3", "y4"], inits)
 
 
-# rows: one block, exactly one, a block and a part, several
-@pytest.mark.parametrize("length", [13, 64, 100, 150])
+# rows: one block, exactly one, a block and a part, several; from 150 rows each thread lays out its keys and
+# values as panels first (blocks of 64 rows by 150 keys by 16 reach SMALL_MATMUL), the last one part-empty
+@pytest.mark.parametrize("length", [13, 64, 100, 150, 333])
 def test_attention_runs_by_blocks_of_rows_and_matches_onnxruntime(length: int) -> None:
     model = _attention_model()
     exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
     assert exe.report()["kernels"].get("static") == 1, exe.program.unsupported
     (op,) = [op for op in exe.module.walk() if op.name == "Static"]
-    assert len(region_c.RegionUnit(op).attention) == 2
+    assert len(region_c.RegionUnit(op).attention) == 3
+    assert 64 * 150 * 16 >= region_c.SMALL_MATMUL > 64 * 100 * 16
     x = RNG.standard_normal((2, length, 8)).astype(np.float32)
     got = exe.run({"x": x})
-    for name, want in zip(["y", "y2", "y2s", "y3", "p3"], run_onnxruntime(model, {"x": x})):
+    for name, want in zip(["y", "y2", "y2s", "y3", "p3", "y4"], run_onnxruntime(model, {"x": x})):
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5, err_msg=f"{name} at L={length}")
 
 
