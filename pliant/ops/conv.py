@@ -288,7 +288,8 @@ PACKED_LAYOUTS = ("panels", "winograd", "winograd_taps")
 """PackedConv's layouts; conv.c's S_WPACK is a layout's index plus one."""
 
 WINOGRAD_LAYOUTS = ("winograd", "winograd_taps")
-"""The layouts conv.c runs as Winograd F(2x2, 3x3): 3x3 windows of stride 1, no dilation."""
+"""The layouts conv.c runs as Winograd F(2x2, 3x3) (the taps, on AVX-512, also as F(4x4, 3x3)): 3x3 windows of
+stride 1, no dilation."""
 
 WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 """F(2x2, 3x3)'s weight transform (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):

@@ -74,6 +74,13 @@ output (C*KH*KW: 4 channels of 3x3) runs as a direct convolution, 16 output posi
 (conv.c's "few input channels", AVX-512 only), instead of a GEMM whose tiles spent as long on their setup, gather
 and stores as on their few multiply-adds; 0 turns it off."""
 
+WINOGRAD_4X4 = -1
+"""Winograd convolutions from the taps (PackedConv's "winograd_taps") run as F(4x4, 3x3) instead of F(2x2, 3x3)
+(AVX-512 only): -1 where conv.c's estimate of the two calls says so (F(4x4, 3x3) has 4x fewer products than a
+direct convolution, against 2.25x, but its transforms cost more, and small images leave its vectors of tiles part
+empty); 1 always; 0 never.  Chains of four convolutions of 64 channels, 2 threads: 0.66-0.8x the time from 32x32
+to 60x80; 16 channels of 64x64 0.5x."""
+
 # NOTE: ILP64 (64-bit integer) builds first: NumPy's own wheels ship scipy-openblas64
 _SYMBOLS = (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False),
             ("cblas_sgemm", False))
@@ -137,7 +144,7 @@ def wpack_code(layout: str) -> int:
 _NO_PARAMS = np.zeros(3, np.float32)
 _SIZES: dict[tuple[Any, ...], Any] = {}
 _SIZES_KEPT = 4096
-_INT64S = ctypes.c_int64 * 26
+_INT64S = ctypes.c_int64 * 27
 _POINTERS = ctypes.c_void_p * 6
 
 
@@ -170,14 +177,14 @@ def _run(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | Non
     ws = packed or w.shape
     wpack = 0 if packed is None else wpack_code(layout)
     key = (*x.shape, *ws, *y.shape[2:], *strides, *dilations, *pads_begin, group, activation, BLOCK_FLOATS,
-           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack, SMALL_K)
+           K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, SWAP_POSITIONS, wpack, SMALL_K, WINOGRAD_4X4)
     sizes = _SIZES.get(key)
     if sizes is None:
         n, c, h, wd = x.shape
         m, _, kh, kw = ws
         sizes = _INT64S(n, c, h, wd, m, kh, kw, y.shape[2], y.shape[3], strides[0], strides[1], dilations[0],
                         dilations[1], pads_begin[0], pads_begin[1], group, ACTIVATIONS[activation], BLOCK_FLOATS,
-                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, wpack, SMALL_K)
+                        K_BLOCK, PARALLEL_WORK, DIRECT_WASTE, 0, 0, SWAP_POSITIONS, wpack, SMALL_K, WINOGRAD_4X4)
         if len(_SIZES) < _SIZES_KEPT:
             _SIZES[key] = sizes  # NOTE: read-only in C, so one array serves every thread
     fn = _kernel()

@@ -47,12 +47,15 @@
  *   S_SMALL k: a convolution of one group with a window (not 1x1) of width stride 1 or 2, no dilation and at most
  *   k products per output (C*KH*KW) runs directly, 16 output positions by 16 channels (see "few input
  *   channels"; AVX-512); 0: never.
+ *   S_WINO4 (S_WPACK 3, AVX-512): -1: Winograd F(4x4, 3x3) where plan_wino's estimate says so (see "F(4x4, 3x3)"),
+ *   1: always, 0: never (F(2x2, 3x3)).
  * The caller checks every size against the arrays before calling.
  * Scratch buffers are kept per thread for the next call (libgomp reuses its threads).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -75,7 +78,8 @@
 
 enum {
     S_N, S_C, S_H, S_W, S_M, S_KH, S_KW, S_OH, S_OW, S_SH, S_SW, S_DH, S_DW, S_PT, S_PL,
-    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_WPACK, S_SMALL, S_COUNT
+    S_GROUP, S_ACT, S_BLOCK, S_KBLOCK, S_PARALLEL, S_DIRECT, S_BT, S_ZROW, S_SWAP, S_WPACK, S_SMALL, S_WINO4,
+    S_COUNT
 };
 
 /* --- vectors: AVX-512, AVX2 + FMA, GCC vectors, or plain C -----------------------------------------
@@ -1062,8 +1066,13 @@ static int swap_conv(void **p, const int64_t *s, int threads) {
  * of U's size; step 2 transforms MR rows of them into U (wino_weights) before those rows' 16 products: about
  * 3.7 vector operations per U vector against P (the tiles) multiply-adds, so small images pay most (YOLO at
  * 160 px: 1.07x the time of S_WPACK 2; 0.95-1.03x at larger sizes).  Rounding: within 2x a direct product's in
- * the tests (B^T and A^T are 0 and +-1; G's halves are exact). */
+ * the tests (B^T and A^T are 0 and +-1; G's halves are exact).  From the taps on AVX-512, larger images run as
+ * F(4x4, 3x3) instead (see there), where plan_wino's estimate of both calls says so. */
 #define WT 16                /* elements of a transformed tile (4x4) */
+#define WT4 36               /* F(4x4, 3x3): elements of a transformed tile (6x6) */
+#ifndef WINO4_MARGIN
+#define WINO4_MARGIN 0.95 /* F(4x4, 3x3) runs where plan_wino estimates at most this fraction of F(2x2, 3x3)'s time */
+#endif
 /* V[xi] (and Mx[xi]) n floats apart, rounded up to a cache line and kept off multiples of 1 KiB by one more line,
  * so that the 16 stores (or loads) of a tile do not fall into a few L1 sets (64 channels of 8x8: 16 tiles of 64
  * channels are exactly 4 KiB apart; the input transform took 3x its time) */
@@ -1084,6 +1093,8 @@ typedef struct {
     int64_t cchunk, mchunk;
     const int64_t *kofs; /* k * P: row k of a V[xi] */
     int taps;            /* S_WPACK 3: u holds the taps, w[m][k][c], transformed MR rows at a time (wino_weights) */
+    int f4, wt, ts;      /* F(4x4, 3x3) (AVX-512, from the taps: see "F(4x4, 3x3)"); elements of a transformed tile
+                            (WT or WT4); outputs along a tile's side (2 or 4) */
     int64_t call;        /* the call's number (wino_private_task) */
 } wino_job;
 
@@ -1151,11 +1162,193 @@ INLINE void wino_in_tile(vf d[4][4], float *dst, int64_t xs, int n) {
 #undef WINO_STORE
 }
 
+#if defined(ISA_AVX512)
+/* --- F(4x4, 3x3) (AVX-512 only): 4x4 output tiles from 6x6 input tiles, 36 products per output pair of channels
+ * and tile of 16 outputs against 144 directly (4x fewer; F(2x2, 3x3): 2.25x), taken from the taps (S_WPACK 3) on
+ * images where plan_wino estimates it faster (on small ones, transforming the weights at every call and the
+ * part-empty vectors of tiles cost more than the products save).  The same steps as F(2x2, 3x3) with
+ *     B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *     G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * Rounding: B^T and A^T hold 4, 5 and 8, so a result's error grows with its inputs' magnitudes more than
+ * F(2x2, 3x3)'s (the tests hold it to 1e-4 of ONNX Runtime's direct convolution on unit-scale data). */
+
+/* input row ih of a channel (zeros outside its h rows) at the padded columns 4*t0 + k for 16 tiles (k < 6: the
+ * tile's window), from its columns q = 4*t0 - PL.. (m: row_mask(q + 16 i, w), i < 5): the four phases of 64
+ * columns by two rounds of even/odd splits, columns 4t+4 and 4t+5 as phases 0 and 1 moved down a lane */
+static inline __attribute__((always_inline)) void wino4_row(const float *xc, int64_t ih, int64_t h, int64_t w,
+                                                            int64_t q, const __mmask16 *m, __m512 *d) {
+    if (ih < 0 || ih >= h) {
+        for (int k = 0; k < 6; k++) d[k] = _mm512_setzero_ps();
+        return;
+    }
+    const float *xr = xc + ih * w;
+    const __m512 v0 = row_load(xr, q, m[0]), v1 = row_load(xr, q + 16, m[1]), v2 = row_load(xr, q + 32, m[2]);
+    const __m512 v3 = row_load(xr, q + 48, m[3]), v4 = row_load(xr, q + 64, m[4]);
+    const __m512 ev01 = _mm512_permutex2var_ps(v0, EVEN_LANES, v1), od01 = _mm512_permutex2var_ps(v0, ODD_LANES, v1);
+    const __m512 ev23 = _mm512_permutex2var_ps(v2, EVEN_LANES, v3), od23 = _mm512_permutex2var_ps(v2, ODD_LANES, v3);
+    d[0] = _mm512_permutex2var_ps(ev01, EVEN_LANES, ev23), d[2] = _mm512_permutex2var_ps(ev01, ODD_LANES, ev23);
+    d[1] = _mm512_permutex2var_ps(od01, EVEN_LANES, od23), d[3] = _mm512_permutex2var_ps(od01, ODD_LANES, od23);
+    const __m512i n4 = _mm512_castps_si512(v4), n5 = _mm512_alignr_epi32(n4, n4, 1); /* n5[0]: column 65 */
+    d[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(n4, _mm512_castps_si512(d[0]), 1));
+    d[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(n5, _mm512_castps_si512(d[1]), 1));
+}
+
+/* B^T x of a column of six (x[i * stride]), into y[i * stride] */
+#define WINO4_BT(x, y, stride)                                                                                      \
+    do {                                                                                                         \
+        const __m512 four_ = _mm512_set1_ps(4.0f), five_ = _mm512_set1_ps(5.0f), two_ = _mm512_set1_ps(2.0f);      \
+        const __m512 x0_ = x[0], x1_ = x[stride], x2_ = x[2 * (stride)], x3_ = x[3 * (stride)];                    \
+        const __m512 x4_ = x[4 * (stride)], x5_ = x[5 * (stride)];                                                 \
+        const __m512 a_ = _mm512_sub_ps(x4_, x2_), b_ = _mm512_sub_ps(x3_, x1_);                                   \
+        const __m512 c_ = _mm512_add_ps(x1_, x2_), e_ = _mm512_add_ps(x3_, x4_);                                   \
+        const __m512 f_ = _mm512_sub_ps(x1_, x2_), g_ = _mm512_sub_ps(x4_, x3_);                                   \
+        y[0] = _mm512_fnmadd_ps(five_, x2_, _mm512_fmadd_ps(four_, x0_, x4_));                                    \
+        y[stride] = _mm512_fnmadd_ps(four_, c_, e_);                                                               \
+        y[2 * (stride)] = _mm512_fmadd_ps(four_, f_, g_);                                                          \
+        y[3 * (stride)] = _mm512_fmadd_ps(two_, b_, a_);                                                           \
+        y[4 * (stride)] = _mm512_fnmadd_ps(two_, b_, a_);                                                          \
+        y[5 * (stride)] = _mm512_fnmadd_ps(five_, x3_, _mm512_fmadd_ps(four_, x1_, x5_));                         \
+    } while (0)
+
+/* the 6x6 transform B^T d B of d[i][k] (row i, column k of 16 tiles' inputs), stored at dst (V[0][c][first tile]),
+ * V[xi] xs floats apart; n: tiles stored */
+static inline __attribute__((always_inline)) void wino4_in_tile(const __m512 d[6][6], float *dst, int64_t xs, int n) {
+    __m512 r[6][6];
+    for (int k = 0; k < 6; k++) WINO4_BT((&d[0][k]), (&r[0][k]), 6); /* B^T d: down each column */
+    const __mmask16 sm = first_lanes(n);
+    for (int i = 0; i < 6; i++) { /* (B^T d) B: along each row */
+        __m512 o[6];
+        WINO4_BT(r[i], o, 1);
+        for (int k = 0; k < 6; k++) _mm512_mask_storeu_ps(dst + (int64_t)(6 * i + k) * xs, sm, o[k]);
+    }
+}
+
+/* 1 (F(4x4, 3x3)): channels [c0, c1) of the block's input, transformed; a tile row's last two input rows are the
+ * next one's first two */
+static void wino4_in(const wino_job *j, int64_t c0, int64_t c1) {
+    const int64_t xs = skewed(j->C * j->P);
+    for (int64_t c = c0; c < c1; c++) {
+        const float *xc = j->x + (j->n * j->C + c) * j->H * j->W;
+        for (int64_t t0 = 0; t0 < j->TW; t0 += VL) {
+            const int nt = j->TW - t0 < VL ? (int)(j->TW - t0) : VL;
+            const int64_t q = 4 * t0 - j->PL;
+            __mmask16 m[5];
+            for (int i = 0; i < 5; i++) m[i] = row_mask(q + 16 * i, j->W);
+            __m512 d[6][6];
+            const int64_t ih0 = j->ty0 * 4 - j->PT;
+            wino4_row(xc, ih0, j->H, j->W, q, m, d[0]);
+            wino4_row(xc, ih0 + 1, j->H, j->W, q, m, d[1]);
+            for (int64_t ty = 0; ty < j->nty; ty++) {
+                for (int i = 2; i < 6; i++) wino4_row(xc, ih0 + 4 * ty + i, j->H, j->W, q, m, d[i]);
+                wino4_in_tile(d, j->v + c * j->P + ty * j->TW + t0, xs, nt);
+                for (int k = 0; k < 6; k++) d[0][k] = d[4][k], d[1][k] = d[5][k];
+            }
+        }
+    }
+}
+
+/* U = G w G^T (6x6) of rows [0, mr) of taps w[r][k][c], into u[xi][r][c] (see wino_weights) */
+static void wino4_weights(const float *restrict w, float *restrict u, int mr, int64_t C, int64_t us) {
+    const __m512 q4 = _mm512_set1_ps(0.25f), s6 = _mm512_set1_ps(-1.0f / 6.0f);
+    const __m512 s24 = _mm512_set1_ps(1.0f / 24.0f), s12 = _mm512_set1_ps(1.0f / 12.0f), p6 = _mm512_set1_ps(1.0f / 6.0f);
+    for (int r = 0; r < mr; r++)
+        for (int64_t c = 0; c < C; c += VL) {
+            const int n = C - c < VL ? (int)(C - c) : VL;
+            __m512 k[9], t[6][3];
+            for (int i = 0; i < 9; i++) {
+                const float *wi = w + ((int64_t)r * 9 + i) * C + c;
+                k[i] = n == VL ? v_load(wi) : v_load_n(wi, n);
+            }
+            for (int b = 0; b < 3; b++) { /* G g: down the window's columns */
+                const __m512 g0 = k[b], g1 = k[3 + b], g2 = k[6 + b], e = _mm512_add_ps(g0, g2);
+                const __m512 a = _mm512_fmadd_ps(g0, s24, _mm512_mul_ps(g2, p6)), h = _mm512_mul_ps(g1, s12);
+                t[0][b] = _mm512_mul_ps(g0, q4);
+                t[1][b] = _mm512_mul_ps(_mm512_add_ps(e, g1), s6), t[2][b] = _mm512_mul_ps(_mm512_sub_ps(e, g1), s6);
+                t[3][b] = _mm512_add_ps(a, h), t[4][b] = _mm512_sub_ps(a, h), t[5][b] = g2;
+            }
+            for (int i = 0; i < 6; i++) { /* (G g) G^T: along its rows */
+                const __m512 g0 = t[i][0], g1 = t[i][1], g2 = t[i][2], e = _mm512_add_ps(g0, g2);
+                const __m512 a = _mm512_fmadd_ps(g0, s24, _mm512_mul_ps(g2, p6)), h = _mm512_mul_ps(g1, s12);
+                const __m512 out[6] = {_mm512_mul_ps(g0, q4), _mm512_mul_ps(_mm512_add_ps(e, g1), s6),
+                                       _mm512_mul_ps(_mm512_sub_ps(e, g1), s6), _mm512_add_ps(a, h),
+                                       _mm512_sub_ps(a, h), g2};
+                for (int b = 0; b < 6; b++) {
+                    float *ub = u + (int64_t)(6 * i + b) * us + (int64_t)r * C + c;
+                    if (n == VL)
+                        v_store(ub, out[b]);
+                    else
+                        v_store_n(ub, out[b], n);
+                }
+            }
+        }
+}
+
+/* A^T x of a column of six (x[i * stride]), four results into y[0..3] */
+#define WINO4_AT(x, y, stride)                                                                                      \
+    do {                                                                                                         \
+        const __m512 x1_ = x[stride], x2_ = x[2 * (stride)], x3_ = x[3 * (stride)], x4_ = x[4 * (stride)];         \
+        const __m512 s1_ = _mm512_add_ps(x1_, x2_), d1_ = _mm512_sub_ps(x1_, x2_);                                 \
+        const __m512 s2_ = _mm512_add_ps(x3_, x4_), d2_ = _mm512_sub_ps(x3_, x4_);                                 \
+        y[0] = _mm512_add_ps(_mm512_add_ps(x[0], s1_), s2_);                                                        \
+        y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d2_, d1_);                                                     \
+        y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s2_, s1_);                                                     \
+        y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2_, d1_), x[5 * (stride)]);                    \
+    } while (0)
+
+#define QUAD_LO _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11)
+#define QUAD_HI _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15)
+
+/* 2 (F(4x4, 3x3)), after the products: output channel m's tiles, A^T Mx A each, interleaved into its output rows */
+static void wino4_out(const wino_job *j, const float *mm, int64_t xs, int64_t m) {
+    const epilogue e = {j->b ? j->b + m : NULL, j->act, j->params[0], j->params[1], j->params[2]};
+    for (int64_t ty = 0; ty < j->nty; ty++) {
+        const int64_t oh = (j->ty0 + ty) * 4, at = ((j->n * j->M + m) * j->OH + oh) * j->OW;
+        const int rows = j->OH - oh < 4 ? (int)(j->OH - oh) : 4;
+        for (int64_t t0 = 0; t0 < j->TW; t0 += VL) {
+            __m512 s[4][6]; /* A^T Mx: down each column (NOTE: lanes past the row: the next one's tiles) */
+            for (int b = 0; b < 6; b++) {
+                __m512 x[6], y[4];
+                for (int a = 0; a < 6; a++) x[a] = v_load(mm + (int64_t)(6 * a + b) * xs + ty * j->TW + t0);
+                WINO4_AT(x, y, 1);
+                for (int a = 0; a < 4; a++) s[a][b] = y[a];
+            }
+            for (int r = 0; r < rows; r++) {
+                __m512 y[4]; /* (A^T Mx) A: output (4 ty + r, 4 t + k) is y[k][t] */
+                WINO4_AT(s[r], y, 1);
+                const __m512d lo01 = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], LOW_PAIRS, y[1]));
+                const __m512d hi01 = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], HIGH_PAIRS, y[1]));
+                const __m512d lo23 = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], LOW_PAIRS, y[3]));
+                const __m512d hi23 = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], HIGH_PAIRS, y[3]));
+                const __m512 quarter[4] = {_mm512_castpd_ps(_mm512_permutex2var_pd(lo01, QUAD_LO, lo23)),
+                                           _mm512_castpd_ps(_mm512_permutex2var_pd(lo01, QUAD_HI, lo23)),
+                                           _mm512_castpd_ps(_mm512_permutex2var_pd(hi01, QUAD_LO, hi23)),
+                                           _mm512_castpd_ps(_mm512_permutex2var_pd(hi01, QUAD_HI, hi23))};
+                const int64_t ar = at + r * j->OW;
+                float *yr = j->y + ar;
+                const float *zr = j->z ? j->z + ar : NULL;
+                for (int h = 0; h < 4; h++) {
+                    const int64_t col = 4 * t0 + 16 * h, left = j->OW - col;
+                    if (left >= 16)
+                        v_store(yr + col, finish(quarter[h], &e, 0, zr ? zr + col : NULL, 16));
+                    else if (left > 0)
+                        v_store_n(yr + col, finish(quarter[h], &e, 0, zr ? zr + col : NULL, (int)left), (int)left);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* 1: channels [t*cchunk, ..) of the block's input, transformed */
 static int wino_in_task(const void *ctx, int64_t t) {
     const wino_job *j = (const wino_job *)ctx;
     const int64_t c0 = t * j->cchunk, c1 = c0 + j->cchunk < j->C ? c0 + j->cchunk : j->C, xs = skewed(j->C * j->P);
 #if defined(ISA_AVX512)
+    if (j->f4) {
+        wino4_in(j, c0, c1);
+        return 0;
+    }
     /* each input row's columns split into even and odd in registers, from masked loads of the row; a tile row's
      * last two input rows are the next one's first two */
     for (int64_t c = c0; c < c1; c++) {
@@ -1274,17 +1467,28 @@ static int wino_out_task(const void *ctx, int64_t t) {
     const wino_job *j = (const wino_job *)ctx;
     const int64_t m0 = t * j->mchunk, m1 = m0 + j->mchunk < j->M ? m0 + j->mchunk : j->M, mc = m1 - m0, P = j->P;
     const int64_t xs = skewed(mc * P);
-    float *mx = grow(&tl_wprod, (WT * xs + NR) * (int64_t)sizeof(float)); /* Mx[xi][m - m0][tile] */
+    float *mx = grow(&tl_wprod, (j->wt * xs + NR) * (int64_t)sizeof(float)); /* Mx[xi][m - m0][tile] */
     if (!mx) return -1;
-    if (j->taps) { /* MR rows of U at a time, from the taps: all 16 products of those rows, then the next */
+    if (j->taps) { /* MR rows of U at a time, from the taps: all 16 (36) products of those rows, then the next */
         const int64_t us = skewed(MR * j->C); /* U[xi] apart: see skewed */
-        float *u = grow(&tl_wu, WT * us * (int64_t)sizeof(float));
+        float *u = grow(&tl_wu, j->wt * us * (int64_t)sizeof(float));
         if (!u) return -1;
         for (int64_t m = m0; m < m1; m += MR) {
             const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
-            wino_weights(j->u + m * 9 * j->C, u, mr, j->C, us);
-            for (int xi = 0; xi < WT; xi++) wino_products(j, xi, u + xi * us, mx, xs, m - m0, mr);
+#if defined(ISA_AVX512)
+            if (j->f4)
+                wino4_weights(j->u + m * 9 * j->C, u, mr, j->C, us);
+            else
+#endif
+                wino_weights(j->u + m * 9 * j->C, u, mr, j->C, us);
+            for (int xi = 0; xi < j->wt; xi++) wino_products(j, xi, u + xi * us, mx, xs, m - m0, mr);
         }
+#if defined(ISA_AVX512)
+        if (j->f4) {
+            for (int64_t m = m0; m < m1; m++) wino4_out(j, mx + (m - m0) * P, xs, m);
+            return 0;
+        }
+#endif
     } else {
         for (int xi = 0; xi < WT; xi++) wino_products(j, xi, j->u + ((int64_t)xi * j->M + m0) * j->C, mx, xs, 0, mc);
     }
@@ -1346,7 +1550,7 @@ static __thread int64_t tl_wv_call = -1;
 static int wino_private_task(const void *ctx, int64_t t) {
     const wino_job *g = (const wino_job *)ctx;
     wino_job j = *g;
-    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    j.v = grow(&tl_wv, (j.wt * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
     if (!j.v) return -1;
     if (tl_wv_call != g->call) {
         tl_wv_call = -1;
@@ -1361,11 +1565,11 @@ static int wino_private_task(const void *ctx, int64_t t) {
 static int wino_block_task(const void *ctx, int64_t t) {
     const wino_job *g = (const wino_job *)ctx;
     wino_job j = *g;
-    const int64_t TH = (j.OH + 1) / 2, blocks = (TH + g->nty - 1) / g->nty;
+    const int64_t TH = (j.OH + j.ts - 1) / j.ts, blocks = (TH + g->nty - 1) / g->nty;
     j.n = t / blocks, j.ty0 = t % blocks * g->nty;
     j.nty = TH - j.ty0 < g->nty ? TH - j.ty0 : g->nty;
     j.P = j.nty * j.TW;
-    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    j.v = grow(&tl_wv, (j.wt * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
     int64_t *kofs = grow(&tl_wofs, j.C * (int64_t)sizeof(int64_t));
     if (!j.v || !kofs) return -1;
     for (int64_t k = 0; k < j.C; k++) kofs[k] = k * j.P;
@@ -1374,6 +1578,50 @@ static int wino_block_task(const void *ctx, int64_t t) {
     for (int64_t m = 0; m * j.mchunk < j.M; m++)
         if (wino_out_task(&j, m)) return -1;
     return 0;
+}
+
+/* How a call shares its work out (see wino_conv): tile rows a block, whether each thread takes whole blocks, and
+ * the estimated cycles of the busiest thread (cost), for F(2x2, 3x3) or (f4) F(4x4, 3x3).  Per-item cycles timed
+ * at 1 thread on chains of 64-channel convolutions (64x64 and 32x32): a product's vector multiply-add 1; an input
+ * transform's 16 tiles of a channel's tile row 100 (F(4x4): 340); an output transform's 16 tiles of an output
+ * channel's tile row 160 (550); a vector of U transformed from the taps 3. */
+typedef struct {
+    int64_t nty;
+    int whole;
+    double cost;
+} wino_plan;
+
+static wino_plan plan_wino(int64_t N, int64_t C, int64_t M, int64_t OH, int64_t OW, int taps, int f4, int threads) {
+    const int64_t ts = f4 ? 4 : 2, wt = f4 ? WT4 : WT, TH = (OH + ts - 1) / ts, TW = (OW + ts - 1) / ts;
+    wino_plan pl;
+    /* blocks of tile rows whose V fits a core's L2 (WINO_BLOCK), as even as they go; where there are enough of
+     * them, each thread takes whole blocks; else each block's two steps are shared out in turn */
+    const int64_t per_row = wt * C * TW, fit = WINO_BLOCK / per_row > 1 ? WINO_BLOCK / per_row : 1;
+    const int64_t nblk = (TH + fit - 1) / fit;
+    pl.nty = (TH + nblk - 1) / nblk;
+    pl.whole = threads == 1 || N * nblk >= 2 * (int64_t)threads;
+    if (!pl.whole && N == 1) {
+        /* one block a thread where each still has WINO_SPLIT_TILES tiles (of 2x2): the two steps shared out make
+         * each thread read the V the other wrote (64 -> 64 channels on 20x20 at 2 threads: 0.87x the time; 32 on
+         * 32x32: 0.74x) */
+        const int64_t rows = (TH + threads - 1) / threads;
+        if (rows < pl.nty && rows * TW * ts * ts >= 4 * WINO_SPLIT_TILES) pl.nty = rows, pl.whole = 1;
+    }
+    const double in_c = f4 ? 340.0 : 100.0, out_c = f4 ? 550.0 : 160.0, u_c = taps ? 3.0 : 0.0;
+    const double vecs = (double)((TW + VL - 1) / VL), cv = (double)((C + VL - 1) / VL), w = (double)wt;
+    if (pl.whole) {
+        const int64_t blocks = N * ((TH + pl.nty - 1) / pl.nty), mine = (blocks + threads - 1) / threads;
+        const double rows = (double)TH / (double)((TH + pl.nty - 1) / pl.nty); /* a block's, on average */
+        const double lanes = ceil(rows * (double)TW / VL); /* vectors of tiles a product row computes */
+        pl.cost = (double)mine * ((double)M * (double)C * w * lanes + (double)M * cv * w * u_c +
+                                  rows * vecs * ((double)C * in_c + (double)M * out_c));
+    } else {
+        /* the output channels shared out; the input transformed whole on each thread (one image) or shared */
+        const double mt = ceil((double)M / threads), lanes = (double)((TH * TW + VL - 1) / VL);
+        const double in = (double)C * (double)TH * vecs * in_c / (N == 1 ? 1.0 : (double)threads);
+        pl.cost = (double)N * (in + mt * (double)C * w * lanes + mt * cv * w * u_c + mt * (double)TH * vecs * out_c);
+    }
+    return pl;
 }
 
 static int wino_conv(void **p, const int64_t *s, int threads) {
@@ -1385,21 +1633,21 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
     j.x = p[0], j.u = p[1], j.b = p[2], j.z = p[3], j.y = p[4], j.params = p[5];
     j.C = s[S_C], j.H = s[S_H], j.W = s[S_W], j.M = s[S_M], j.OH = s[S_OH], j.OW = s[S_OW], j.PT = s[S_PT];
     j.PL = s[S_PL], j.act = s[S_ACT], j.taps = s[S_WPACK] == 3;
-    const int64_t N = s[S_N], TH = (j.OH + 1) / 2;
-    j.TW = (j.OW + 1) / 2;
-    /* blocks of tile rows whose V fits a core's L2 (WINO_BLOCK); where there are enough of them, each thread
-     * takes whole blocks; else each block's two steps are shared out in turn (two parallel regions a block) */
-    const int64_t per_row = WT * j.C * j.TW, fit = WINO_BLOCK / per_row > 1 ? WINO_BLOCK / per_row : 1;
-    j.nty = fit < TH ? fit : TH;
-    int whole = threads == 1 || N * ((TH + j.nty - 1) / j.nty) >= 2 * (int64_t)threads;
-    if (!whole && N == 1) {
-        /* one block a thread where each still has WINO_SPLIT_TILES tiles: the two steps shared out make each thread
-         * read the V the other wrote (64 -> 64 channels on 20x20 at 2 threads: 0.87x the time; 32 on 32x32: 0.74x) */
-        const int64_t rows = (TH + threads - 1) / threads;
-        if (rows < j.nty && rows * j.TW >= WINO_SPLIT_TILES) j.nty = rows, whole = 1;
+    const int64_t N = s[S_N];
+    wino_plan pl = plan_wino(N, j.C, j.M, j.OH, j.OW, j.taps, 0, threads);
+#if defined(ISA_AVX512)
+    /* F(4x4, 3x3) where the estimate says so, by a margin (the estimate is rough) */
+    if (j.taps && s[S_WINO4] != 0) {
+        const wino_plan p4 = plan_wino(N, j.C, j.M, j.OH, j.OW, 1, 1, threads);
+        if (s[S_WINO4] > 0 || p4.cost < WINO4_MARGIN * pl.cost) pl = p4, j.f4 = 1;
     }
+#endif
+    j.wt = j.f4 ? WT4 : WT, j.ts = j.f4 ? 4 : 2;
+    const int64_t TH = (j.OH + j.ts - 1) / j.ts;
+    j.TW = (j.OW + j.ts - 1) / j.ts;
+    j.nty = pl.nty;
     const int64_t blocks = N * ((TH + j.nty - 1) / j.nty);
-    if (whole) {
+    if (pl.whole) {
         j.mchunk = 2 * MR;
         return share_out(blocks, threads, wino_block_task, &j);
     }
@@ -1418,7 +1666,7 @@ static int wino_conv(void **p, const int64_t *s, int threads) {
         j.call = next_call();
         return share_out(mtasks, threads, wino_private_task, &j);
     }
-    j.v = grow(&tl_wv, (WT * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
+    j.v = grow(&tl_wv, (j.wt * skewed(j.C * j.P) + NR) * (int64_t)sizeof(float));
     if (!j.v) return -1;
     const int64_t n[2] = {ctasks, mtasks};
     const task_fn step[2] = {wino_in_task, wino_out_task};

@@ -1519,7 +1519,8 @@ class RegionUnit:
         sizes = [d(x, 0), d(x, 1), c.h, c.wd, c.m, c.kh, c.kw, c.oh, c.ow, str(st[0]), str(st[1]), str(dil[0]),
                  str(dil[1]), str(pads[0]), str(pads[1]), str(group), str(blas_conv.ACTIVATIONS[c.act]),
                  str(blas_conv.BLOCK_FLOATS), str(blas_conv.K_BLOCK), str(blas_conv.PARALLEL_WORK),
-                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS), str(c.wpack), str(blas_conv.SMALL_K)]
+                 str(blas_conv.DIRECT_WASTE), "0", "0", str(blas_conv.SWAP_POSITIONS), str(c.wpack), str(blas_conv.SMALL_K),
+                 str(blas_conv.WINOGRAD_4X4)]
         # NOTE: S_BT 0: B is not transposed; S_ZROW 0: z is a tensor; S_WPACK: how PackedConv stores w
         self.lines += [
             c.check,
@@ -2249,8 +2250,8 @@ static void gemm_t(const int64_t *s, int64_t par, int ta, int tb, int64_t m, int
             static const float no_params[3] = {0.0f, 0.0f, 0.0f};
             /* the bias as z, one row added to every row of C (S_ZROW), where alpha does not scale it */
             const float *zb = alpha == 1.0f ? bias : NULL;
-            const int64_t cs[26] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
-                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb, zb != NULL, 0, 0, 0};
+            const int64_t cs[27] = {1, k, 1, n, m, 1, 1, 1, n, 1, 1, 1, 1, 0, 0, 1, 0,
+                                    GEMM_BLOCK_FLOATS, GEMM_K_BLOCK, par, GEMM_DIRECT_WASTE, tb, zb != NULL, 0, 0, 0, 0};
             void *cp[6] = {(void *)b, (void *)aa, NULL, (void *)zb, (void *)c, (void *)no_params};
             if (((int (*)(void **, const int64_t *))(intptr_t)s[2])(cp, cs) == 0) {
                 biased = zb != NULL;

@@ -37,7 +37,10 @@ products of transformed input tiles: 2.25x fewer
 multiply-adds than the direct convolution, with rounding errors of the same
 size (the transforms' coefficients are 0, +-1 and +-1/2).  In the models at 2
 threads (in-process, alternating rounds, against panels): YOLO 0.87-0.94x
-the time, RaNet 0.82-0.94x, SkipNet 0.72-0.85x, blockdrop 0.89-0.99x.
+the time, RaNet 0.82-0.94x, SkipNet 0.72-0.85x, blockdrop 0.89-0.99x.  On
+AVX-512 conv.c runs the taps of larger images as F(4x4, 3x3) instead, where
+its estimate says so (``pliant.runtime.blas_conv.WINOGRAD_4X4``): 4x fewer
+multiply-adds than direct.
 
 Like ``gemm-layout`` it changes no shape a caller sees and needs no analysis:
 ``pliant.compile`` runs it once on the imported model, before the copy kept

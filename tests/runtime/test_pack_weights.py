@@ -421,6 +421,40 @@ def test_winograd_convs_match_onnxruntime(hw: tuple[int, int], taps: bool, monke
     _matches_onnxruntime(exe.run(feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4, f"at {hw}")
 
 
+# F(4x4, 3x3) (AVX-512) from the taps, always and where conv.c's estimate takes it: one position, a tile part
+# outside the image both ways, exactly one tile, a last tile row and column part outside, one tile row of many
+# tiles, and enough tile rows for blocks (whose vectors of tiles span several rows)
+@pytest.mark.parametrize("mode", [1, -1], ids=["always", "estimated"])
+@pytest.mark.parametrize("hw", [(1, 2), (3, 5), (4, 4), (9, 13), (2, 37), (45, 70)])
+def test_winograd_4x4_convs_match_onnxruntime(hw: tuple[int, int], mode: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pliant.runtime import blas_conv
+
+    monkeypatch.setattr(blas_conv, "WINOGRAD_4X4", mode)
+    model = _winograd_convs()
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    feeds = _winograd_feeds(*hw)
+    _matches_onnxruntime(exe.run(feeds), model, feeds, WINOGRAD_OUTPUTS, 1e-4, f"at {hw}")
+
+
+# F(4x4, 3x3) over a batch (its steps shared out image by image, or whole blocks of several images), with a bias
+# and a residual
+@pytest.mark.parametrize("hw", [(6, 10), (40, 36)])
+def test_winograd_4x4_over_a_batch_matches_onnxruntime(hw: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pliant.runtime import blas_conv
+
+    monkeypatch.setattr(blas_conv, "WINOGRAD_4X4", 1)
+    nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Add", ["c1", "x"], ["y1"]),  # 24 -> 24
+             N("Conv", ["y1", "w2"], ["y2"], pads=[1, 1, 1, 1])]                                      # 24 -> 20
+    inits = [_w("w1", 24, 24, 3, 3), _w("b1", 24), _w("w2", 20, 24, 3, 3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, ["N", 24, "H", "W"])],
+                              [helper.make_tensor_value_info(o, F, None) for o in ("y1", "y2")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": RNG.standard_normal((3, 24, *hw)).astype(np.float32)}
+    exe = pliant.compile(model.SerializeToString(), verify=True, specialize=False)
+    assert [str(op.attrs.get("layout")) for op in _packed_convs(exe.module)] == ["winograd_taps"] * 2
+    _matches_onnxruntime(exe.run(feeds), model, feeds, ("y1", "y2"), 1e-4, f"at {hw}")
+
+
 # few channels: 8 and 16 (fewer output channels than a microkernel tile's rows, 8 -> 12 a run of 4 past them),
 # with a residual; sizes from one position to several tile rows and an odd last column
 @pytest.mark.parametrize("hw", [(1, 1), (5, 7), (32, 32), (33, 20)])
@@ -502,13 +536,17 @@ def test_winograd_layouts_that_do_not_fit_are_refused() -> None:
         _packed_conv_module(np.zeros((40, 9, 4), np.float32), [40, 4, 3, 3], layout="winograd_taps", dilations=[2, 2])
 
 
+@pytest.mark.parametrize("f4", [0, 1], ids=["2x2", "4x4"])
 @pytest.mark.parametrize("layout", ["winograd", "winograd_taps"])
-def test_a_winograd_conv_outside_units_runs_natively(layout: str) -> None:
-    """Op by op a Winograd PackedConv is one call into conv.c with its stored weights."""
+def test_a_winograd_conv_outside_units_runs_natively(layout: str, f4: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Op by op a Winograd PackedConv is one call into conv.c with its stored weights (from the taps as F(2x2, 3x3)
+    or F(4x4, 3x3))."""
     from pliant.ops import registry
     from pliant.ops.conv import conv
+    from pliant.runtime import blas_conv
     from pliant.runtime.fast import fast_kernel
 
+    monkeypatch.setattr(blas_conv, "WINOGRAD_4X4", f4)
     pack = pack_winograd_taps if layout == "winograd_taps" else pack_winograd_weights
     w = RNG.standard_normal((40, 4, 3, 3)).astype(np.float32)
     attrs = {"weight_shape": [40, 4, 3, 3], "pads": [1, 0, 2, 1], "layout": layout}
