@@ -1109,6 +1109,19 @@ static __thread buffer tl_wrows;
 #define LOW_PAIRS _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)
 #define HIGH_PAIRS _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)
 
+/* count vectors of an output row's columns col.. (16 each) through the epilogue into yr (with the residual zr),
+ * the last one cut at the row's ow columns */
+static inline void store_row(float *yr, const float *zr, int64_t col, int64_t ow, const __m512 *v, int count,
+                             const epilogue *e) {
+    for (int h = 0; h < count; h++, col += 16) {
+        const int64_t left = ow - col;
+        if (left >= 16)
+            v_store(yr + col, finish(v[h], e, 0, zr ? zr + col : NULL, 16));
+        else if (left > 0)
+            v_store_n(yr + col, finish(v[h], e, 0, zr ? zr + col : NULL, (int)left), (int)left);
+    }
+}
+
 /* the lanes of columns q.. q+15 inside a row of w floats (q may be negative) */
 static inline __mmask16 row_mask(int64_t q, int64_t w) {
     const int64_t lo = q < 0 ? -q : 0, hi = w - q < 16 ? w - q : 16;
@@ -1327,13 +1340,7 @@ static void wino4_out(const wino_job *j, const float *mm, int64_t xs, int64_t m)
                 const int64_t ar = at + r * j->OW;
                 float *yr = j->y + ar;
                 const float *zr = j->z ? j->z + ar : NULL;
-                for (int h = 0; h < 4; h++) {
-                    const int64_t col = 4 * t0 + 16 * h, left = j->OW - col;
-                    if (left >= 16)
-                        v_store(yr + col, finish(quarter[h], &e, 0, zr ? zr + col : NULL, 16));
-                    else if (left > 0)
-                        v_store_n(yr + col, finish(quarter[h], &e, 0, zr ? zr + col : NULL, (int)left), (int)left);
-                }
+                store_row(yr, zr, 4 * t0, j->OW, quarter, 4, &e);
             }
         }
     }
@@ -1516,13 +1523,7 @@ static int wino_out_task(const void *ctx, int64_t t) {
                     /* the row's columns 2*t0.. as two vectors, the tiles' pairs interleaved */
                     const __m512 half[2] = {_mm512_permutex2var_ps(out[2 * r], LOW_PAIRS, out[2 * r + 1]),
                                             _mm512_permutex2var_ps(out[2 * r], HIGH_PAIRS, out[2 * r + 1])};
-                    for (int h = 0; h < 2; h++) {
-                        const int64_t col = 2 * t0 + 16 * h, left = j->OW - col;
-                        if (left >= 16)
-                            v_store(yr + col, finish(half[h], &e, 0, zr ? zr + col : NULL, 16));
-                        else if (left > 0)
-                            v_store_n(yr + col, finish(half[h], &e, 0, zr ? zr + col : NULL, (int)left), (int)left);
-                    }
+                    store_row(yr, zr, 2 * t0, j->OW, half, 2, &e);
 #else
                     float pair[2][VL], row[2 * VL];
                     v_store(pair[0], out[2 * r]), v_store(pair[1], out[2 * r + 1]);
@@ -1605,7 +1606,7 @@ static wino_plan plan_wino(int64_t N, int64_t C, int64_t M, int64_t OH, int64_t 
          * each thread read the V the other wrote (64 -> 64 channels on 20x20 at 2 threads: 0.87x the time; 32 on
          * 32x32: 0.74x) */
         const int64_t rows = (TH + threads - 1) / threads;
-        if (rows < pl.nty && rows * TW * ts * ts >= 4 * WINO_SPLIT_TILES) pl.nty = rows, pl.whole = 1;
+        if (rows < fit && rows < TH && rows * TW * ts * ts >= 4 * WINO_SPLIT_TILES) pl.nty = rows, pl.whole = 1;
     }
     const double in_c = f4 ? 340.0 : 100.0, out_c = f4 ? 550.0 : 160.0, u_c = taps ? 3.0 : 0.0;
     const double vecs = (double)((TW + VL - 1) / VL), cv = (double)((C + VL - 1) / VL), w = (double)wt;
