@@ -12,6 +12,12 @@ directly; other ops with regions (Scan, SequenceMap) run the reference kernel
 with a region runner over the same registers; calls run the callee's program
 on a fresh register file.
 
+Where ``unit_call.c`` builds (a C compiler and the Python headers), a block's steps run in its
+``exec_block``: region units, Ifs and Loops go on there without returning to Python (a Loop's
+iterations, an If's branch, a unit's inputs and results), the other steps are called from there.  A
+step it cannot take as it is (a unit meeting a new signature, a condition that is not an array) runs
+its Python function instead.
+
 Nothing in a program changes after it is built, so one program serves
 concurrent calls: each call has its own registers.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -41,17 +47,26 @@ Step = Callable[[Regs], None]
 
 
 class BlockProgram:
-    """The steps of one block; ``run`` binds the arguments and returns the outputs."""
+    """The steps of one block; ``run`` binds the arguments and returns the outputs.
 
-    __slots__ = ("arg_slots", "ops", "out_slots", "steps")
+    Where ``unit_call.c`` builds, the steps run there (``exec_block``): region units, Ifs and Loops
+    without a return to Python, other steps by calling their Python function.
+    """
+
+    __slots__ = ("_exec", "arg_slots", "code", "ops", "out_slots", "steps")
 
     def __init__(self, arg_slots: list[int], steps: list[Step], ops: list[Op], out_slots: list[int]) -> None:
         self.arg_slots = arg_slots
         self.steps = steps
         self.ops = ops
         self.out_slots = out_slots
+        self.code = (tuple(arg_slots), tuple(getattr(s, "code", None) or (STEP_PY, s) for s in steps),
+                     tuple(out_slots), self._reraise)
+        self._exec = _executor()
 
     def run(self, regs: Regs, args: Sequence[Any]) -> list[Any]:
+        if self._exec is not None:
+            return self._exec(self.code, regs, args)  # type: ignore[no-any-return]
         for s, a in zip(self.arg_slots, args):
             regs[s] = a
         steps = self.steps
@@ -59,15 +74,35 @@ class BlockProgram:
         try:
             for k in range(len(steps)):
                 steps[k](regs)
-        except PliantError as e:
-            op = self.ops[k]
-            if " node" in str(e) and op.regions:
-                raise
-            raise type(e)(f"{op.where}: {e}") from None
-        except Exception as e:
-            op = self.ops[k]
-            raise OpRuntimeError(f"{op.where} failed: {type(e).__name__}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - named after its op and raised again
+            self._reraise(k, e)
         return [regs[s] for s in self.out_slots]
+
+    def _reraise(self, k: int, e: BaseException) -> NoReturn:
+        """Raise ``e``, the error of step ``k``, named after its op."""
+        op = self.ops[k]
+        if isinstance(e, PliantError):
+            if " node" in str(e) and op.regions:
+                raise e
+            raise type(e)(f"{op.where}: {e}") from None
+        if isinstance(e, Exception):
+            raise OpRuntimeError(f"{op.where} failed: {type(e).__name__}: {e}") from e
+        raise e
+
+
+# NOTE: the kinds of steps exec_block takes (unit_call.c)
+STEP_PY, STEP_UNIT, STEP_IF, STEP_LOOP = 0, 1, 2, 3
+
+HOST_EXEC = True
+"""Whether blocks run in ``unit_call.c``'s ``exec_block`` where it builds (tests compare both paths)."""
+
+
+def _executor() -> Callable[..., Any] | None:
+    if not HOST_EXEC:
+        return None
+    from pliant.runtime.unit_call import executor
+
+    return executor()
 
 
 class FunctionProgram:
@@ -242,6 +277,7 @@ class FunctionProgram:
                 return
             _store(regs, outs, res, release)
 
+        step.code = (STEP_UNIT, step, ins, outs, release, unit.c_args)  # type: ignore[attr-defined]
         return step
 
     def _if(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
@@ -253,6 +289,7 @@ class FunctionProgram:
             c = regs[cond]
             _store(regs, outs, (then_p if bool(np.asarray(c).reshape(-1)[0]) else else_p).run(regs, ()), release)
 
+        step.code = (STEP_IF, step, cond, then_p.code, else_p.code, outs, release)  # type: ignore[attr-defined]
         return step
 
     def _loop(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:
@@ -262,6 +299,10 @@ class FunctionProgram:
         carried = ins[2:]
         n_carried = len(carried)
         scan_types = [v.type for v in body_block.outputs[1 + n_carried:]]
+
+        def finish(regs: Regs, state: list[Any], scans: list[list[Any]]) -> None:
+            _store(regs, outs, list(state) + [np.stack(acc) if acc else _empty_stack(t)
+                                              for acc, t in zip(scans, scan_types)], release)
 
         def step(regs: Regs) -> None:
             trips = int(np.asarray(regs[m_slot]).reshape(-1)[0]) if m_slot >= 0 else None
@@ -277,9 +318,10 @@ class FunctionProgram:
                 for acc, x in zip(scans, res[1 + n_carried:]):
                     acc.append(x)
                 i += 1
-            _store(regs, outs, list(state) + [np.stack(acc) if acc else _empty_stack(t)
-                                              for acc, t in zip(scans, scan_types)], release)
+            finish(regs, state, scans)
 
+        step.code = (STEP_LOOP, step, m_slot, c_slot, carried, body.code, finish,  # type: ignore[attr-defined]
+                     outs, release)
         return step
 
     def _call(self, op: Op, ins: tuple[int, ...], outs: tuple[int, ...], release: tuple[int, ...]) -> Step:

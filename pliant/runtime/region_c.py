@@ -757,6 +757,9 @@ class RegionUnit:
         self._descrs = tuple(self._in_dtypes[k] for k in self._dyn)
         self._const_at: tuple[int, ...] = ()
         self._const_objs: tuple[np.ndarray, ...] = ()
+        # NOTE: run's arguments but the inputs, for the block executor (unit_call.c's exec_block); None until
+        # the C path is on
+        self.c_args: list[tuple[Any, ...] | None] = [None]
         self._lock = threading.Lock()
         self._pointers = ctypes.c_void_p * (self._table_slot + 1)
 
@@ -1864,6 +1867,7 @@ class RegionUnit:
             assert self.source is not None
             self._fn = cache.load(self.source, find_toolchain()).fn
             self._fn_address = ctypes.cast(self._fn, ctypes.c_void_p).value or 0
+            self._publish()
             self.source = None  # NOTE: kept only until loaded; a model's sources add up to megabytes
 
     def run(self, xs: list[Any]) -> list[np.ndarray]:
@@ -1961,7 +1965,14 @@ class RegionUnit:
                 from pliant.runtime.unit_call import runner
 
                 self._call = runner()
+            self._publish()
         return consts
+
+    def _publish(self) -> None:
+        """Hand the C path's arguments to the block executor (once the unit and its constants are in place)."""
+        self.c_args[0] = None if self._call is None or not self._fn_address else (
+            self._fn_address, self._dyn_t, self._descrs, self._const_at, self._const_objs, self._cplans,
+            self._table_address)
 
 
 MISMATCH = _Mismatch

@@ -87,12 +87,8 @@ static PyObject *shape_key(PyObject *xs, PyObject *dyn) {
     return key;
 }
 
-static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "run takes 8 arguments");
-        return NULL;
-    }
+/* one unit's call: args are (fn, xs, dyn, descrs, const_at, const_objs, plans, table), as ``run`` takes them */
+static PyObject *call_unit(PyObject *const *args) {
     const uintptr_t fn = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
     PyObject *xs = args[1], *dyn = args[2], *descrs = args[3], *const_at = args[4], *const_objs = args[5];
     PyObject *plans = args[6];
@@ -182,6 +178,312 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return outs;
 }
 
+static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "run takes 8 arguments");
+        return NULL;
+    }
+    return call_unit(args);
+}
+
+/* ---- the block executor ---------------------------------------------------------------------------
+ *
+ * ``exec_block(code, regs, args)`` runs a host program's block (``program.BlockProgram``) on the register
+ * list ``regs``: it binds ``args`` to the block's argument slots, runs its steps in order and returns the
+ * list of its outputs.  ``code`` is ``(arg_slots, steps, out_slots, reraise)``; a step is a tuple whose
+ * first item says its kind:
+ *
+ *   (0, fn)                                                 a Python step: ``fn(regs)``
+ *   (1, fn, ins, outs, release, box)                        a region unit: ``box[0]`` holds ``run``'s
+ *                                                           arguments but xs (or None); the unit's
+ *                                                           inputs are ``regs[ins]``, its results go
+ *                                                           to ``regs[outs]``
+ *   (2, fn, cond, then_code, else_code, outs, release)      an If
+ *   (3, fn, trips, cond, carried, body_code, finish, outs, release)
+ *                                                           a Loop; ``finish(regs, state, scans)``
+ *                                                           stores its results
+ *
+ * The slots in ``release`` are cleared after the step (their values' last use).  Wherever this path
+ * does not take a step as it is (a new signature for a unit, a condition that is not an array), it
+ * calls the step's Python function ``fn``, which does the same in Python.  Where step ``k`` fails,
+ * ``reraise(k, error)`` raises the error named after the step's op, as ``BlockProgram.run`` did. */
+
+enum { STEP_PY = 0, STEP_UNIT = 1, STEP_IF = 2, STEP_LOOP = 3 };
+
+static PyObject *exec_code(PyObject *code, PyObject *regs, PyObject *const *args, Py_ssize_t nargs);
+
+static int bad_slot(void) {
+    PyErr_SetString(PyExc_SystemError, "exec_block: a register slot out of range");
+    return -1;
+}
+
+static inline int set_reg(PyObject *regs, PyObject *slot, PyObject *v) {
+    const Py_ssize_t s = PyLong_AsSsize_t(slot);
+    if (s < 0 || s >= PyList_GET_SIZE(regs)) return bad_slot();
+    Py_INCREF(v);
+    PyObject *old = PyList_GET_ITEM(regs, s);
+    PyList_SET_ITEM(regs, s, v);
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* regs[outs[i]] = values[i]; then regs[release[j]] = None */
+static int store(PyObject *regs, PyObject *outs, PyObject *values, PyObject *release) {
+    const Py_ssize_t n = PyTuple_GET_SIZE(outs), m = PyList_GET_SIZE(values);
+    for (Py_ssize_t i = 0; i < n && i < m; i++)
+        if (set_reg(regs, PyTuple_GET_ITEM(outs, i), PyList_GET_ITEM(values, i)) < 0) return -1;
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(release); j++)
+        if (set_reg(regs, PyTuple_GET_ITEM(release, j), Py_None) < 0) return -1;
+    return 0;
+}
+
+static int call_py(PyObject *fn, PyObject *regs) {
+    PyObject *r = PyObject_CallOneArg(fn, regs);
+    if (!r) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The first element of an array as a Python object (new reference); NULL with no error set where ``x``
+ * is not a non-empty ndarray (the caller's Python path decides). */
+static PyObject *first_item(PyObject *x) {
+    if (!PyArray_Check(x) || PyArray_SIZE((PyArrayObject *)x) < 1) return NULL;
+    return PyArray_GETITEM((PyArrayObject *)x, PyArray_DATA((PyArrayObject *)x));
+}
+
+/* bool(x.reshape(-1)[0]) for an ndarray: 1 or 0; -1 on error; -2 where ``x`` is not a non-empty array */
+static int truth(PyObject *x) {
+    PyObject *item = first_item(x);
+    if (!item) return PyErr_Occurred() ? -1 : -2;
+    const int t = PyObject_IsTrue(item);
+    Py_DECREF(item);
+    return t;
+}
+
+static int step_unit(PyObject *step, PyObject *regs) {
+    PyObject *fn = PyTuple_GET_ITEM(step, 1), *ins = PyTuple_GET_ITEM(step, 2), *outs = PyTuple_GET_ITEM(step, 3);
+    PyObject *release = PyTuple_GET_ITEM(step, 4), *box = PyTuple_GET_ITEM(step, 5);
+    PyObject *cargs = PyList_GET_ITEM(box, 0);
+    if (!PyTuple_CheckExact(cargs) || PyTuple_GET_SIZE(cargs) != 7) return call_py(fn, regs);
+    Py_INCREF(cargs);  /* NOTE: the unit may replace it while its native code runs without the GIL */
+    const Py_ssize_t n = PyTuple_GET_SIZE(ins);
+    PyObject *xs = PyList_New(n);
+    if (!xs) {
+        Py_DECREF(cargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(ins, i));
+        if (s >= PyList_GET_SIZE(regs)) {
+            Py_DECREF(xs);
+            Py_DECREF(cargs);
+            return bad_slot();
+        }
+        PyObject *v = s < 0 ? Py_None : PyList_GET_ITEM(regs, s);
+        Py_INCREF(v);
+        PyList_SET_ITEM(xs, i, v);
+    }
+    PyObject *a[8] = {PyTuple_GET_ITEM(cargs, 0), xs};
+    for (int i = 1; i < 7; i++) a[i + 1] = PyTuple_GET_ITEM(cargs, i);
+    PyObject *res = call_unit(a);
+    Py_DECREF(xs);
+    Py_DECREF(cargs);
+    if (!res) return -1;
+    if (!PyList_CheckExact(res)) {
+        Py_DECREF(res);
+        return call_py(fn, regs);
+    }
+    const int rc = store(regs, outs, res, release);
+    Py_DECREF(res);
+    return rc;
+}
+
+static int step_if(PyObject *step, PyObject *regs) {
+    PyObject *fn = PyTuple_GET_ITEM(step, 1);
+    const Py_ssize_t cond = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 2));
+    if (cond < 0 || cond >= PyList_GET_SIZE(regs)) return call_py(fn, regs);
+    const int t = truth(PyList_GET_ITEM(regs, cond));
+    if (t == -1) return -1;
+    if (t == -2) return call_py(fn, regs);
+    PyObject *res = exec_code(PyTuple_GET_ITEM(step, t ? 3 : 4), regs, NULL, 0);
+    if (!res) return -1;
+    const int rc = store(regs, PyTuple_GET_ITEM(step, 5), res, PyTuple_GET_ITEM(step, 6));
+    Py_DECREF(res);
+    return rc;
+}
+
+static int step_loop(PyObject *step, PyObject *regs) {
+    PyObject *fn = PyTuple_GET_ITEM(step, 1), *carried = PyTuple_GET_ITEM(step, 4), *body = PyTuple_GET_ITEM(step, 5);
+    PyObject *finish = PyTuple_GET_ITEM(step, 6);
+    const Py_ssize_t m = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 2)), c = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 3));
+    const Py_ssize_t n_regs = PyList_GET_SIZE(regs), n_carried = PyTuple_GET_SIZE(carried);
+    long long trips = -1;
+    if (m >= n_regs || c >= n_regs) return bad_slot();
+    if (m >= 0) {
+        PyObject *item = first_item(PyList_GET_ITEM(regs, m));
+        if (!item) return PyErr_Occurred() ? -1 : call_py(fn, regs);
+        PyObject *as_int = PyNumber_Long(item);
+        Py_DECREF(item);
+        if (!as_int) return -1;
+        trips = PyLong_AsLongLong(as_int);
+        Py_DECREF(as_int);
+        if (trips == -1 && PyErr_Occurred()) return -1;
+        if (trips < 0) trips = 0;
+    }
+    int keep = 1;
+    if (c >= 0) {
+        keep = truth(PyList_GET_ITEM(regs, c));
+        if (keep == -1) return -1;
+        if (keep == -2) return call_py(fn, regs);
+    }
+    PyObject *body_outs = PyTuple_GET_ITEM(body, 2);
+    const Py_ssize_t n_scans = PyTuple_GET_SIZE(body_outs) - 1 - n_carried;
+    if (n_scans < 0 || n_carried > MAX_POINTERS - 2) return call_py(fn, regs);
+    PyObject *state = PyList_New(n_carried), *scans = PyList_New(n_scans);
+    PyObject *yes = PyArray_SimpleNew(0, NULL, NPY_BOOL);
+    int rc = -1;
+    if (!state || !scans || !yes) goto done;
+    *(npy_bool *)PyArray_DATA((PyArrayObject *)yes) = 1;
+    for (Py_ssize_t i = 0; i < n_carried; i++) {
+        const Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(carried, i));
+        if (s >= n_regs) {
+            bad_slot();
+            goto done;
+        }
+        PyObject *v = s < 0 ? Py_None : PyList_GET_ITEM(regs, s);
+        Py_INCREF(v);
+        PyList_SET_ITEM(state, i, v);
+    }
+    for (Py_ssize_t j = 0; j < n_scans; j++) {
+        PyObject *acc = PyList_New(0);
+        if (!acc) goto done;
+        PyList_SET_ITEM(scans, j, acc);
+    }
+    PyObject *argv[MAX_POINTERS];
+    for (long long i = 0; keep && (trips < 0 || i < trips); i++) {
+        PyObject *it = PyArray_SimpleNew(0, NULL, NPY_INT64);
+        if (!it) goto done;
+        *(npy_int64 *)PyArray_DATA((PyArrayObject *)it) = (npy_int64)i;
+        argv[0] = it;
+        argv[1] = yes;
+        for (Py_ssize_t j = 0; j < n_carried; j++) argv[2 + j] = PyList_GET_ITEM(state, j);
+        PyObject *res = exec_code(body, regs, argv, 2 + n_carried);
+        Py_DECREF(it);
+        if (!res) goto done;
+        if (PyList_GET_SIZE(res) != 1 + n_carried + n_scans) {
+            Py_DECREF(res);
+            PyErr_SetString(PyExc_SystemError, "exec_block: a Loop body returned the wrong number of values");
+            goto done;
+        }
+        PyObject *r0 = PyList_GET_ITEM(res, 0);
+        if (PyArray_Check(r0)) {
+            keep = truth(r0);
+            if (keep == -2) {
+                PyErr_SetString(PyExc_IndexError, "index 0 is out of bounds for axis 0 with size 0");
+                keep = -1;
+            }
+        } else {
+            keep = PyObject_IsTrue(r0);
+        }
+        for (Py_ssize_t j = 0; j < n_carried; j++) {
+            PyObject *v = PyList_GET_ITEM(res, 1 + j);
+            Py_INCREF(v);
+            PyObject *old = PyList_GET_ITEM(state, j);
+            PyList_SET_ITEM(state, j, v);
+            Py_DECREF(old);
+        }
+        for (Py_ssize_t j = 0; j < n_scans && keep >= 0; j++)
+            if (PyList_Append(PyList_GET_ITEM(scans, j), PyList_GET_ITEM(res, 1 + n_carried + j)) < 0) keep = -1;
+        Py_DECREF(res);
+        if (keep < 0) goto done;
+    }
+    {
+        PyObject *r = PyObject_CallFunctionObjArgs(finish, regs, state, scans, NULL);
+        if (!r) goto done;
+        Py_DECREF(r);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(state);
+    Py_XDECREF(scans);
+    Py_XDECREF(yes);
+    return rc;
+}
+
+/* raise ``reraise(k, error)``'s error for the one set now; returns NULL */
+static PyObject *fail(PyObject *reraise, Py_ssize_t k) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (!value) {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    if (tb) PyException_SetTraceback(value, tb);
+    PyObject *r = PyObject_CallFunction(reraise, "nO", k, value);
+    Py_XDECREF(type);
+    Py_DECREF(value);
+    Py_XDECREF(tb);
+    if (r) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_SystemError, "exec_block: reraise returned");
+    }
+    return NULL;
+}
+
+static PyObject *exec_code(PyObject *code, PyObject *regs, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *arg_slots = PyTuple_GET_ITEM(code, 0), *steps = PyTuple_GET_ITEM(code, 1);
+    PyObject *out_slots = PyTuple_GET_ITEM(code, 2), *reraise = PyTuple_GET_ITEM(code, 3);
+    const Py_ssize_t n_regs = PyList_GET_SIZE(regs);
+    for (Py_ssize_t i = 0; i < nargs && i < PyTuple_GET_SIZE(arg_slots); i++)
+        if (set_reg(regs, PyTuple_GET_ITEM(arg_slots, i), args[i]) < 0) return NULL;
+    const Py_ssize_t n_steps = PyTuple_GET_SIZE(steps);
+    for (Py_ssize_t k = 0; k < n_steps; k++) {
+        PyObject *step = PyTuple_GET_ITEM(steps, k);
+        int rc;
+        switch (PyLong_AsLong(PyTuple_GET_ITEM(step, 0))) {
+        case STEP_PY: rc = call_py(PyTuple_GET_ITEM(step, 1), regs); break;
+        case STEP_UNIT: rc = step_unit(step, regs); break;
+        case STEP_IF: rc = step_if(step, regs); break;
+        case STEP_LOOP: rc = step_loop(step, regs); break;
+        default:
+            PyErr_SetString(PyExc_SystemError, "exec_block: a step of an unknown kind");
+            rc = -1;
+        }
+        if (rc < 0) return fail(reraise, k);
+    }
+    const Py_ssize_t n_out = PyTuple_GET_SIZE(out_slots);
+    PyObject *outs = PyList_New(n_out);
+    if (!outs) return NULL;
+    for (Py_ssize_t i = 0; i < n_out; i++) {
+        const Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(out_slots, i));
+        if (s < 0 || s >= n_regs) {
+            Py_DECREF(outs);
+            bad_slot();
+            return NULL;
+        }
+        PyObject *v = PyList_GET_ITEM(regs, s);
+        Py_INCREF(v);
+        PyList_SET_ITEM(outs, i, v);
+    }
+    return outs;
+}
+
+static PyObject *exec_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 4 || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "exec_block(code, regs, args): code a 4-tuple, regs a list");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[2], "exec_block: args is a sequence");
+    if (!seq) return NULL;
+    PyObject *res = exec_code(args[0], args[1], PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq));
+    Py_DECREF(seq);
+    return res;
+}
+
 static PyObject *arena_size(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
@@ -198,6 +500,7 @@ int pliant_kernel(void **p, const int64_t *s) {
 
 static PyMethodDef methods[] = {
     {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, "Run a region unit (see the file's comment)."},
+    {"exec_block", (PyCFunction)(void (*)(void))exec_block, METH_FASTCALL, "Run a host block (see the comment above it)."},
     {"arena_size", arena_size, METH_NOARGS, "The bytes of this thread's arena (0 before its first unit)."},
     {NULL, NULL, 0, NULL},
 };

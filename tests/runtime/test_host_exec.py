@@ -1,0 +1,170 @@
+"""The block executor (``unit_call.c``'s ``exec_block``): Loops, Ifs and region units run without a return to
+Python per step.  Checked against ONNX Runtime, and against the Python path for the errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import pliant
+from pliant.runtime import program
+from pliant.runtime.unit_call import executor
+from tests.helpers import run_onnxruntime
+
+pytestmark = pytest.mark.skipif(executor() is None, reason="the C path does not build here (no compiler or headers)")
+
+
+@pytest.fixture
+def python_path() -> Iterator[None]:
+    program.HOST_EXEC = False
+    try:
+        yield
+    finally:
+        program.HOST_EXEC = True
+
+
+def _loop_model() -> onnx.ModelProto:
+    """A Loop carrying x, stopping at ``stop`` or ``trips``, with an If on x's sum and a scan output.
+
+    The If's branches read the body's values; the Loop's own trip count and condition are inputs.
+    """
+    f = TensorProto.FLOAT
+    then_g = helper.make_graph([helper.make_node("Sub", ["y", "one"], ["z_then"])], "then", [],
+                               [helper.make_tensor_value_info("z_then", f, None)])
+    else_g = helper.make_graph([helper.make_node("Mul", ["y", "half"], ["z_else"])], "else", [],
+                               [helper.make_tensor_value_info("z_else", f, None)])
+    body = helper.make_graph(
+        [
+            helper.make_node("Cast", ["i"], ["i_f"], to=f),
+            helper.make_node("Mul", ["x_in", "scale"], ["xs"]),
+            helper.make_node("Add", ["xs", "i_f"], ["y"]),
+            helper.make_node("ReduceSum", ["y"], ["total"], keepdims=0),
+            helper.make_node("Greater", ["total", "limit"], ["big"]),
+            helper.make_node("If", ["big"], ["z"], then_branch=then_g, else_branch=else_g),
+            helper.make_node("Less", ["i", "stop"], ["go"]),
+            helper.make_node("Identity", ["z"], ["x_out"]),
+            helper.make_node("Relu", ["z"], ["scan"]),
+        ],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", f, [2, 3])],
+        [helper.make_tensor_value_info("go", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", f, [2, 3]),
+         helper.make_tensor_value_info("scan", f, [2, 3])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "x"], ["x_final", "scans"], body=body)],
+        "loop_if",
+        [helper.make_tensor_value_info("trips", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x", f, [2, 3]),
+         helper.make_tensor_value_info("stop", TensorProto.INT64, []),
+         helper.make_tensor_value_info("limit", f, [])],
+        [helper.make_tensor_value_info("x_final", f, [2, 3]), helper.make_tensor_value_info("scans", f, ["n", 2, 3])],
+        initializer=[helper.make_tensor("scale", f, [], [1.5]), helper.make_tensor("one", f, [], [1.0]),
+                     helper.make_tensor("half", f, [], [0.5])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _feeds(trips: int, cond: bool, stop: int, limit: float) -> dict[str, Any]:
+    x = np.random.default_rng(trips * 7 + stop).standard_normal((2, 3)).astype(np.float32)
+    return {"trips": np.array(trips, np.int64), "cond": np.array(cond), "x": x, "stop": np.array(stop, np.int64),
+            "limit": np.array(limit, np.float32)}
+
+
+@pytest.mark.parametrize(("trips", "cond", "stop", "limit"), [
+    (6, True, 100, 4.0),  # runs its trip count, both branches taken
+    (50, True, 3, 0.0),  # stops on the body's condition after 4 iterations
+    (0, True, 10, 0.0),  # no iteration: the carried value passes through, the scan is empty
+    (5, False, 10, 0.0),  # the condition is false from the start
+    (9, True, 100, 1e9),  # the else branch only
+])
+def test_loop_with_an_if_matches_onnxruntime(trips: int, cond: bool, stop: int, limit: float) -> None:
+    model = _loop_model()
+    exe = pliant.compile(model)
+    feeds = _feeds(trips, cond, stop, limit)
+    want = run_onnxruntime(model, feeds)
+    for _ in range(3):  # NOTE: the first call makes the units' plans in Python; the later ones run in C
+        got = exe.run(feeds)
+        np.testing.assert_allclose(got["x_final"], want[0], rtol=1e-6)
+        assert got["scans"].shape == want[1].shape
+        np.testing.assert_allclose(got["scans"], want[1], rtol=1e-6)
+
+
+def test_the_python_path_gives_the_same_results(python_path: None) -> None:
+    model = _loop_model()
+    exe = pliant.compile(model)
+    assert all(b._exec is None for b in exe.program.blocks.values())
+    for args in [(6, True, 100, 4.0), (50, True, 3, 0.0), (0, True, 10, 0.0)]:
+        feeds = _feeds(*args)
+        want = run_onnxruntime(model, feeds)
+        got = exe.run(feeds)
+        np.testing.assert_allclose(got["x_final"], want[0], rtol=1e-6)
+        np.testing.assert_allclose(got["scans"], want[1], rtol=1e-6)
+
+
+def _failing_model() -> onnx.ModelProto:
+    """A Loop whose body reshapes to a shape fed by the caller, inside an If: a wrong shape fails there."""
+    f = TensorProto.FLOAT
+    then_g = helper.make_graph([helper.make_node("Reshape", ["x_in", "shape"], ["r"], name="bad_reshape"),
+                                helper.make_node("ReduceSum", ["r"], ["s"], keepdims=0)], "then", [],
+                               [helper.make_tensor_value_info("s", f, None)])
+    else_g = helper.make_graph([helper.make_node("ReduceMax", ["x_in"], ["m"], keepdims=0)], "else", [],
+                               [helper.make_tensor_value_info("m", f, None)])
+    body = helper.make_graph(
+        [helper.make_node("Greater", ["i", "from_iter"], ["late"]),
+         helper.make_node("If", ["late"], ["v"], then_branch=then_g, else_branch=else_g, name="the_if"),
+         helper.make_node("Add", ["x_in", "v"], ["x_out"]),
+         helper.make_node("Identity", ["c"], ["c_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", f, [2, 3])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), helper.make_tensor_value_info("x_out", f, [2, 3])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "", "x"], ["x_final"], body=body, name="the_loop")],
+        "failing",
+        [helper.make_tensor_value_info("trips", TensorProto.INT64, []),
+         helper.make_tensor_value_info("x", f, [2, 3]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("from_iter", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("x_final", f, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _error(exe: Any, feeds: dict[str, Any]) -> str:
+    with pytest.raises(pliant.PliantError) as info:
+        exe.run(feeds)
+    return str(info.value)
+
+
+def test_an_error_inside_a_loop_and_an_if_names_the_op_as_the_python_path_does() -> None:
+    model = _failing_model()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    good = {"trips": np.array(4, np.int64), "x": x, "shape": np.array([3, 2], np.int64),
+            "from_iter": np.array(1, np.int64)}
+    bad = dict(good, shape=np.array([4, 2], np.int64))
+    exe = pliant.compile(model)
+    np.testing.assert_allclose(exe.run(good)["x_final"], run_onnxruntime(model, good)[0], rtol=1e-6)
+    message = _error(exe, bad)
+    assert "bad_reshape" in message, message
+    program.HOST_EXEC = False
+    try:
+        slow = pliant.compile(model)
+        assert _error(slow, bad) == message
+    finally:
+        program.HOST_EXEC = True
+    # NOTE: the If's else branch alone runs (from_iter past the trip count): no error
+    late = dict(bad, from_iter=np.array(10, np.int64))
+    np.testing.assert_allclose(exe.run(late)["x_final"], run_onnxruntime(model, late)[0], rtol=1e-6)
