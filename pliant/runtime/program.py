@@ -93,8 +93,21 @@ class BlockProgram:
 # NOTE: the kinds of steps exec_block takes (unit_call.c)
 STEP_PY, STEP_UNIT, STEP_IF, STEP_LOOP = 0, 1, 2, 3
 
+STEP_NONZERO, STEP_SEQ_INSERT = 4, 5
+
 HOST_EXEC = True
 """Whether blocks run in ``unit_call.c``'s ``exec_block`` where it builds (tests compare both paths)."""
+
+
+def _c_kind(op: Op) -> int | None:
+    """The kind of step exec_block runs itself for this op (beyond units and control flow), or None."""
+    if op.domain != "":
+        return None
+    if op.name == "NonZero":
+        return STEP_NONZERO
+    if op.name == "SequenceInsert" and (len(op.operands) < 3 or op.operands[2] is None):
+        return STEP_SEQ_INSERT
+    return None
 
 
 def _executor() -> Callable[..., Any] | None:
@@ -198,6 +211,12 @@ class FunctionProgram:
         ctx = registry.KernelContext(op, attrs, opset, None)
         ref = _bind(opdef.kernel, ctx)
         fast = fast_kernel(op, attrs, opset)
+        c_kind = _c_kind(op)
+        if c_kind is not None:
+            self.stats["fast" if fast is not None else "reference"] += 1
+            step = _make_step(fast if fast is not None else ref, ins, outs, release)
+            step.code = (c_kind, step, ins, outs, release)  # type: ignore[attr-defined]
+            return step
         if fast is not None and in_place is not None and op.name in _IN_PLACE:
             self.stats["in_place"] = self.stats.get("in_place", 0) + 1
             return _make_step(_IN_PLACE[op.name](in_place), ins, outs, release)

@@ -203,13 +203,15 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
  *   (3, fn, trips, cond, carried, body_code, finish, outs, release)
  *                                                           a Loop; ``finish(regs, state, scans)``
  *                                                           stores its results
+ *   (4, fn, ins, outs, release)                             NonZero of a C-contiguous array
+ *   (5, fn, ins, outs, release)                             SequenceInsert at the back (no position)
  *
  * The slots in ``release`` are cleared after the step (their values' last use).  Wherever this path
  * does not take a step as it is (a new signature for a unit, a condition that is not an array), it
  * calls the step's Python function ``fn``, which does the same in Python.  Where step ``k`` fails,
  * ``reraise(k, error)`` raises the error named after the step's op, as ``BlockProgram.run`` did. */
 
-enum { STEP_PY = 0, STEP_UNIT = 1, STEP_IF = 2, STEP_LOOP = 3 };
+enum { STEP_PY = 0, STEP_UNIT = 1, STEP_IF = 2, STEP_LOOP = 3, STEP_NONZERO = 4, STEP_SEQ_INSERT = 5 };
 
 static PyObject *exec_code(PyObject *code, PyObject *regs, PyObject *const *args, Py_ssize_t nargs);
 
@@ -411,6 +413,110 @@ done:
     return rc;
 }
 
+/* regs[ins[i]], borrowed; NULL (no error) where a slot is out of range */
+static inline PyObject *reg_in(PyObject *regs, PyObject *ins, Py_ssize_t i) {
+    const Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(ins, i));
+    return s >= 0 && s < PyList_GET_SIZE(regs) ? PyList_GET_ITEM(regs, s) : NULL;
+}
+
+/* store one result (a new reference, stolen) and release */
+static int store_one(PyObject *regs, PyObject *step, PyObject *y) {
+    PyObject *values = PyList_New(1);
+    if (!values) {
+        Py_DECREF(y);
+        return -1;
+    }
+    PyList_SET_ITEM(values, 0, y);
+    const int rc = store(regs, PyTuple_GET_ITEM(step, 3), values, PyTuple_GET_ITEM(step, 4));
+    Py_DECREF(values);
+    return rc;
+}
+
+#define NONZERO_COUNT(T)                                                   \
+    {                                                                       \
+        const T *v = (const T *)data;                                       \
+        for (npy_intp i = 0; i < size; i++) count += v[i] != 0;             \
+    }
+#define NONZERO_FILL(T)                                                    \
+    {                                                                       \
+        const T *v = (const T *)data;                                       \
+        for (npy_intp i = 0, j = 0; i < size; i++) {                        \
+            if (v[i] != 0) {                                                \
+                npy_intp rest = i;                                          \
+                for (int a = nd - 1; a >= 0; a--) {                         \
+                    out[a * count + j] = rest % dims[a];                    \
+                    rest /= dims[a];                                        \
+                }                                                           \
+                j++;                                                        \
+            }                                                               \
+        }                                                                   \
+    }
+#define NONZERO_TYPES(M)                                                   \
+    switch (type) {                                                         \
+    case NPY_BOOL: M(npy_bool) break;                                       \
+    case NPY_INT8: M(npy_int8) break;                                       \
+    case NPY_UINT8: M(npy_uint8) break;                                     \
+    case NPY_INT16: M(npy_int16) break;                                     \
+    case NPY_UINT16: M(npy_uint16) break;                                   \
+    case NPY_INT32: M(npy_int32) break;                                     \
+    case NPY_UINT32: M(npy_uint32) break;                                   \
+    case NPY_INT64: M(npy_int64) break;                                     \
+    case NPY_UINT64: M(npy_uint64) break;                                   \
+    case NPY_FLOAT32: M(npy_float32) break;                                 \
+    case NPY_FLOAT64: M(npy_float64) break;                                 \
+    default: break;                                                         \
+    }
+
+/* np.nonzero's indices as one (max(ndim, 1), count) int64 array, as the reference kernel gives them */
+static int step_nonzero(PyObject *step, PyObject *regs) {
+    PyObject *fn = PyTuple_GET_ITEM(step, 1);
+    PyObject *x = reg_in(regs, PyTuple_GET_ITEM(step, 2), 0);
+    if (!x || Py_TYPE(x) != &PyArray_Type || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)x)) return call_py(fn, regs);
+    PyArrayObject *arr = (PyArrayObject *)x;
+    const int type = PyArray_TYPE(arr);
+    if (!(type == NPY_BOOL || type == NPY_INT8 || type == NPY_UINT8 || type == NPY_INT16 || type == NPY_UINT16 ||
+          type == NPY_INT32 || type == NPY_UINT32 || type == NPY_INT64 || type == NPY_UINT64 ||
+          type == NPY_FLOAT32 || type == NPY_FLOAT64) || !PyArray_ISNOTSWAPPED(arr))
+        return call_py(fn, regs);
+    const int nd0 = PyArray_NDIM(arr), nd = nd0 > 0 ? nd0 : 1;
+    npy_intp one = 1;
+    const npy_intp *dims = nd0 > 0 ? PyArray_DIMS(arr) : &one;
+    const npy_intp size = PyArray_SIZE(arr);
+    const void *data = PyArray_DATA(arr);
+    npy_intp count = 0;
+    NONZERO_TYPES(NONZERO_COUNT)
+    npy_intp shape[2] = {nd, count};
+    PyObject *y = PyArray_SimpleNew(2, shape, NPY_INT64);
+    if (!y) return -1;
+    npy_int64 *out = (npy_int64 *)PyArray_DATA((PyArrayObject *)y);
+    NONZERO_TYPES(NONZERO_FILL)
+    return store_one(regs, step, y);
+}
+
+/* SequenceInsert(seq, tensor) at the back: a new list; the reference kernel where it would raise */
+static int step_seq_insert(PyObject *step, PyObject *regs) {
+    PyObject *fn = PyTuple_GET_ITEM(step, 1), *ins = PyTuple_GET_ITEM(step, 2);
+    PyObject *seq = reg_in(regs, ins, 0), *t = reg_in(regs, ins, 1);
+    if (!seq || !t || !PyList_CheckExact(seq) || !PyArray_Check(t)) return call_py(fn, regs);
+    const Py_ssize_t n = PyList_GET_SIZE(seq);
+    if (n > 0) {
+        PyObject *first = PyList_GET_ITEM(seq, 0);
+        if (!PyArray_Check(first) || !PyArray_EquivTypes(PyArray_DESCR((PyArrayObject *)first),
+                                                         PyArray_DESCR((PyArrayObject *)t)))
+            return call_py(fn, regs);
+    }
+    PyObject *y = PyList_New(n + 1);
+    if (!y) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(seq, i);
+        Py_INCREF(v);
+        PyList_SET_ITEM(y, i, v);
+    }
+    Py_INCREF(t);
+    PyList_SET_ITEM(y, n, t);
+    return store_one(regs, step, y);
+}
+
 /* raise ``reraise(k, error)``'s error for the one set now; returns NULL */
 static PyObject *fail(PyObject *reraise, Py_ssize_t k) {
     PyObject *type, *value, *tb;
@@ -448,6 +554,8 @@ static PyObject *exec_code(PyObject *code, PyObject *regs, PyObject *const *args
         case STEP_UNIT: rc = step_unit(step, regs); break;
         case STEP_IF: rc = step_if(step, regs); break;
         case STEP_LOOP: rc = step_loop(step, regs); break;
+        case STEP_NONZERO: rc = step_nonzero(step, regs); break;
+        case STEP_SEQ_INSERT: rc = step_seq_insert(step, regs); break;
         default:
             PyErr_SetString(PyExc_SystemError, "exec_block: a step of an unknown kind");
             rc = -1;

@@ -168,3 +168,32 @@ def test_an_error_inside_a_loop_and_an_if_names_the_op_as_the_python_path_does()
     # NOTE: the If's else branch alone runs (from_iter past the trip count): no error
     late = dict(bad, from_iter=np.array(10, np.int64))
     np.testing.assert_allclose(exe.run(late)["x_final"], run_onnxruntime(model, late)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [
+    (np.float32, (3, 4, 5)), (np.float64, (7,)), (np.bool_, (2, 3)), (np.int64, (4, 1, 3)), (np.int32, ()),
+    (np.uint8, (6, 2)), (np.int8, (0, 3)), (np.float32, (2, 2)),
+])
+def test_nonzero_in_c_matches_onnxruntime(dtype: Any, shape: tuple[int, ...]) -> None:
+    onnx_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph([helper.make_node("NonZero", ["x"], ["idx"])], "nonzero",
+                              [helper.make_tensor_value_info("x", onnx_type, None)],
+                              [helper.make_tensor_value_info("idx", TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    exe = pliant.compile(model)
+    assert [s.code[0] for s in exe.program.body.steps if hasattr(s, "code")] == [program.STEP_NONZERO]
+    rng = np.random.default_rng(len(shape))
+    x = np.asarray((rng.standard_normal(shape) * 2).round()).astype(dtype)
+    if dtype is np.float32 and shape == (2, 2):
+        x = np.array([[-0.0, np.nan], [0.0, 1.0]], np.float32)  # negative zero is zero, NaN is not
+    want = np.array(np.nonzero(x.reshape(1) if x.ndim == 0 else x), np.int64).reshape(max(x.ndim, 1), -1)
+    if dtype not in (np.float64, np.int8):  # NOTE: ONNX Runtime has no NonZero kernel for these two
+        np.testing.assert_array_equal(run_onnxruntime(model, {"x": x})[0], want)
+    for _ in range(2):
+        got = exe.run({"x": x})["idx"]
+        assert got.dtype == np.int64 and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    # NOTE: a view that is not C-contiguous takes the Python step
+    strided = np.asfortranarray(x) if x.ndim > 1 else x
+    np.testing.assert_array_equal(exe.run({"x": strided})["idx"], want)
