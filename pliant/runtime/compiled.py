@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,8 @@ class CompiledModel:
         self.ops_after = sum(1 for _ in module.walk())
         self.program = FunctionProgram(module, module.entry)
         self._feed_spec = _feed_spec(module.entry)
+        self._in_order = _feeds_in_order(self._feed_spec)
+        self._result_names = tuple(module.entry.result_names)
         self.compile_seconds = time.perf_counter() - t0
         release_free_memory()
         self._peak_cache: tuple[Dim, Any] | None = None
@@ -138,14 +140,14 @@ class CompiledModel:
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Run on ``feeds`` (input name -> array); returns output name -> value."""
-        fn = self.module.entry
-        fast = _fast_feeds(self._feed_spec, feeds)
+        fast = self._in_order(feeds)
         if fast is None:
+            fn = self.module.entry
             args = check_feeds(fn, feeds)
             dims = _bindings(fn, args)
+            sig = _signature(args)
         else:
-            args, dims = fast
-        sig = _signature(args)
+            args, dims, sig = fast
         program = self._versions.get(sig) if sig is not None else None
         if program is None:
             program = self.program
@@ -154,9 +156,8 @@ class CompiledModel:
                     return self._run_trial(sig, args, dims)
                 self._count(sig)
         outs = program.run(args)
-        with self._lock:
-            self._last_dims = dims
-        return dict(zip(fn.result_names, (_owned(x) for x in outs)))
+        self._last_dims = dims  # NOTE: one assignment (atomic); the dict is never changed after
+        return dict(zip(self._result_names, map(_owned, outs)))
 
     def __call__(self, *arrays: Any) -> tuple[Any, ...]:
         names = self.input_names
@@ -194,7 +195,7 @@ class CompiledModel:
                                                f"version's {slow * 1e3:.3f} ms")
         # NOTE: a dropped version's objects form cycles (the IR's parent links): Python's cycle collector frees
         # them, not at once; collecting here could take a good part of a second in a process of many objects
-        return dict(zip(self.module.entry.result_names, (_owned(x) for x in outs)))
+        return dict(zip(self._result_names, map(_owned, outs)))
 
     def _count(self, sig: tuple[Any, ...]) -> None:
         with self._lock:
@@ -344,9 +345,12 @@ def _feed_spec(fn: Any) -> FeedSpec | None:
     return spec
 
 
-def _fast_feeds(spec: FeedSpec | None, feeds: Mapping[str, Any]) -> tuple[list[Any], dict[str, int]] | None:
-    """The feeds in input order and the symbols they bind, when they match ``spec`` exactly; None otherwise
-    (``check_feeds`` then checks them, and names what is wrong)."""
+InOrder = tuple[list[Any], dict[str, int], tuple[tuple[int, ...], ...]]
+
+
+def _fast_feeds(spec: FeedSpec | None, feeds: Mapping[str, Any]) -> InOrder | None:
+    """The feeds in input order, the symbols they bind and their shapes, when they match ``spec`` exactly;
+    None otherwise (``check_feeds`` then checks them, and names what is wrong)."""
     if spec is None or len(feeds) != len(spec):
         return None
     args = []
@@ -362,7 +366,20 @@ def _fast_feeds(spec: FeedSpec | None, feeds: Mapping[str, Any]) -> tuple[list[A
             elif d != n:
                 return None
         args.append(x)
-    return args, bound
+    return args, bound, tuple(x.shape for x in args)
+
+
+def _feeds_in_order(spec: FeedSpec | None) -> Callable[[Mapping[str, Any]], InOrder | None]:
+    """``_fast_feeds`` for ``spec``: ``unit_call.c``'s where it builds (one call), else the Python one."""
+    if spec is None:
+        return lambda feeds: None
+    from pliant.runtime.unit_call import feeds_checker
+
+    check = feeds_checker()
+    if check is None:
+        return lambda feeds: _fast_feeds(spec, feeds)
+    frozen = tuple((name, dt, axes) for name, dt, axes in spec)
+    return lambda feeds: check(frozen, feeds)  # type: ignore[no-any-return]
 
 
 def _bindings(fn: Any, args: list[Any]) -> dict[str, int]:

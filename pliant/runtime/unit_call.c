@@ -592,6 +592,78 @@ static PyObject *exec_block(PyObject *self, PyObject *const *args, Py_ssize_t na
     return res;
 }
 
+/* ``feeds_in_order(spec, feeds)``: what ``compiled._fast_feeds`` gives, in one call: ``(args, dims, shapes)``
+ * where every input is an exact ndarray of its dtype and rank, its constant sizes match and its symbols
+ * agree; else None (the caller's Python path checks the feeds and names what is wrong).  ``spec`` is
+ * ``((name, dtype, ((is_symbol, symbol or size), ...)), ...)`` and ``feeds`` a dict. */
+static PyObject *feeds_in_order(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyTuple_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "feeds_in_order(spec, feeds): spec a tuple");
+        return NULL;
+    }
+    PyObject *spec = args[0], *feeds = args[1];
+    if (!PyDict_CheckExact(feeds)) Py_RETURN_NONE;
+    const Py_ssize_t n = PyTuple_GET_SIZE(spec);
+    if (PyDict_GET_SIZE(feeds) != n) Py_RETURN_NONE;
+    PyObject *xs = PyList_New(n), *dims = PyDict_New(), *shapes = PyTuple_New(n);
+    if (!xs || !dims || !shapes) goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(spec, i);
+        PyObject *x = PyDict_GetItemWithError(feeds, PyTuple_GET_ITEM(entry, 0));
+        if (!x) {
+            if (PyErr_Occurred()) goto error;
+            goto none;
+        }
+        if (Py_TYPE(x) != &PyArray_Type) goto none;
+        PyArrayObject *a = (PyArrayObject *)x;
+        PyArray_Descr *want = (PyArray_Descr *)PyTuple_GET_ITEM(entry, 1);
+        if (PyArray_DESCR(a) != want && !PyArray_EquivTypes(PyArray_DESCR(a), want)) goto none;
+        PyObject *axes = PyTuple_GET_ITEM(entry, 2);
+        const int nd = PyArray_NDIM(a);
+        if (nd != PyTuple_GET_SIZE(axes)) goto none;
+        PyObject *shape = PyTuple_New(nd);
+        if (!shape) goto error;
+        PyTuple_SET_ITEM(shapes, i, shape);
+        for (int k = 0; k < nd; k++) {
+            const npy_intp d = PyArray_DIM(a, k);
+            PyObject *size = PyLong_FromSsize_t(d);
+            if (!size) goto error;
+            PyTuple_SET_ITEM(shape, k, size);
+            PyObject *axis = PyTuple_GET_ITEM(axes, k);
+            PyObject *what = PyTuple_GET_ITEM(axis, 1);
+            if (PyTuple_GET_ITEM(axis, 0) == Py_True) {
+                PyObject *had = PyDict_GetItemWithError(dims, what);
+                if (had) {
+                    if (PyLong_AsSsize_t(had) != d) goto none;
+                } else if (PyErr_Occurred() || PyDict_SetItem(dims, what, size) < 0) {
+                    goto error;
+                }
+            } else if (PyLong_AsSsize_t(what) != d) {
+                if (PyErr_Occurred()) goto error;
+                goto none;
+            }
+        }
+        Py_INCREF(x);
+        PyList_SET_ITEM(xs, i, x);
+    }
+    PyObject *res = PyTuple_Pack(3, xs, dims, shapes);
+    Py_DECREF(xs);
+    Py_DECREF(dims);
+    Py_DECREF(shapes);
+    return res;
+none:
+    Py_XDECREF(xs);
+    Py_XDECREF(dims);
+    Py_XDECREF(shapes);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(xs);
+    Py_XDECREF(dims);
+    Py_XDECREF(shapes);
+    return NULL;
+}
+
 static PyObject *arena_size(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
@@ -609,6 +681,7 @@ int pliant_kernel(void **p, const int64_t *s) {
 static PyMethodDef methods[] = {
     {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, "Run a region unit (see the file's comment)."},
     {"exec_block", (PyCFunction)(void (*)(void))exec_block, METH_FASTCALL, "Run a host block (see the comment above it)."},
+    {"feeds_in_order", (PyCFunction)(void (*)(void))feeds_in_order, METH_FASTCALL, "Check a model's feeds (see above)."},
     {"arena_size", arena_size, METH_NOARGS, "The bytes of this thread's arena (0 before its first unit)."},
     {NULL, NULL, 0, NULL},
 };

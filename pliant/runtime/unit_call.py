@@ -41,6 +41,11 @@ def executor() -> Callable[..., Any] | None:
     return _MODULE[0].exec_block if runner() is not None and _MODULE else None
 
 
+def feeds_checker() -> Callable[..., Any] | None:
+    """``feeds_in_order(spec, feeds)`` (see ``unit_call.c``), or None where the C path is off."""
+    return _MODULE[0].feeds_in_order if runner() is not None and _MODULE else None
+
+
 def arena_size() -> int:
     """The bytes of this thread's arena in the C path (0 where it is off or this thread ran no unit yet)."""
     return int(_MODULE[0].arena_size()) if _MODULE else 0

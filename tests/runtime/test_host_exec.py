@@ -197,3 +197,39 @@ def test_nonzero_in_c_matches_onnxruntime(dtype: Any, shape: tuple[int, ...]) ->
     # NOTE: a view that is not C-contiguous takes the Python step
     strided = np.asfortranarray(x) if x.ndim > 1 else x
     np.testing.assert_array_equal(exe.run({"x": strided})["idx"], want)
+
+
+def test_the_feeds_checker_in_c_agrees_with_the_python_one() -> None:
+    from pliant.runtime.compiled import _fast_feeds, _feeds_in_order
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, ["n"])
+    out = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Gather", ["x", "y"], ["z"])], "g", [x, y], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    exe = pliant.compile(model)
+    spec = exe._feed_spec
+    in_c = _feeds_in_order(spec)
+    good = {"x": np.zeros((4, 3), np.float32), "y": np.zeros(4, np.int64)}
+    cases = [
+        good,
+        {"y": good["y"], "x": good["x"]},  # another order
+        dict(good, x=np.zeros((4, 3), np.float64)),  # dtype
+        dict(good, x=np.zeros((4, 3, 1), np.float32)),  # rank
+        dict(good, x=np.zeros((4, 2), np.float32)),  # a constant size
+        dict(good, y=np.zeros(5, np.int64)),  # the symbol n disagrees
+        dict(good, y=np.zeros(4, ">i8")),  # byte order
+        dict(good, y=[0, 1, 2, 3]),  # not an array
+        {"x": good["x"]},  # missing
+        dict(good, w=good["y"]),  # one too many
+        {"x": good["x"], "w": good["y"]},  # a wrong name
+    ]
+    for feeds in cases:
+        a, b = in_c(feeds), _fast_feeds(spec, feeds)
+        assert (a is None) == (b is None), feeds
+        if a is not None and b is not None:
+            assert a[1] == b[1] and a[2] == b[2] and all(p is q for p, q in zip(a[0], b[0]))
+    assert in_c(good) is not None and in_c(dict(good, y=np.zeros(5, np.int64))) is None
+    with pytest.raises(pliant.FeedError, match="n"):
+        exe.run(dict(good, y=np.zeros(5, np.int64)))
