@@ -759,7 +759,8 @@ class RegionUnit:
         self._const_objs: tuple[np.ndarray, ...] = ()
         # NOTE: run's arguments but the inputs, for the block executor (unit_call.c's exec_block); None until
         # the C path is on
-        self.c_args: list[tuple[Any, ...] | None] = [None]
+        # and, after them, the last plan the executor found and the input sizes it was for
+        self.c_args: list[Any] = [None, None, None]
         self._lock = threading.Lock()
         self._pointers = ctypes.c_void_p * (self._table_slot + 1)
 
@@ -1945,9 +1946,9 @@ class RegionUnit:
                 self._cplans.pop(old, None)
             self._plans[key] = plan
             if plan is not None and not self._value_keys:
-                # NOTE: what unit_call.c reads; the plan object (in _plans) keeps the sizes and arrays alive
+                # NOTE: what unit_call.c reads; the plan object (last) keeps the sizes and arrays alive
                 self._cplans[key] = (ctypes.addressof(plan.sizes), plan.arena_bytes, tuple(plan.out_shapes),
-                                     self._out_dtypes, tuple(plan.array_ptrs))
+                                     self._out_dtypes, tuple(plan.array_ptrs), plan)
         return plan
 
     def _take_constants(self, xs: list[Any]) -> list[tuple[int, np.ndarray]]:
@@ -1970,6 +1971,7 @@ class RegionUnit:
 
     def _publish(self) -> None:
         """Hand the C path's arguments to the block executor (once the unit and its constants are in place)."""
+        self.c_args[1:] = [None, None]
         self.c_args[0] = None if self._call is None or not self._fn_address else (
             self._fn_address, self._dyn_t, self._descrs, self._const_at, self._const_objs, self._cplans,
             self._table_address)

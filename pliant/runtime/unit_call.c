@@ -4,7 +4,8 @@
  * its common path, in one call from Python: it checks the changing inputs ``xs[dyn[i]]`` (exact ndarrays,
  * C-contiguous, of dtype ``descrs[i]``) and that ``xs[const_at[j]] is const_objs[j]``, looks the plan up in
  * ``plans`` by the inputs' shapes, allocates the outputs, and calls the unit ``fn`` (its address) with the
- * GIL released.  A plan is ``(sizes address, arena bytes, output shapes, output dtypes, array addresses)``.
+ * GIL released.  A plan is ``(sizes address, arena bytes, output shapes, output dtypes, array addresses, the plan object
+ * that owns the sizes and arrays)``.
  *
  * It returns the list of outputs; None where the Python path must decide (a new signature, a signature
  * without a plan, an input it does not take, a changed constant: that path raises the same errors as
@@ -60,12 +61,12 @@ static void *arena(size_t need) {
     return a->data;
 }
 
-static PyObject *shape_key(PyObject *xs, PyObject *dyn) {
+static PyObject *shape_key(PyObject *const *xs, PyObject *dyn) {
     const Py_ssize_t n = PyTuple_GET_SIZE(dyn);
     PyObject *key = PyTuple_New(n);
     if (!key) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyArrayObject *x = (PyArrayObject *)PyList_GET_ITEM(xs, PyLong_AsSsize_t(PyTuple_GET_ITEM(dyn, i)));
+        PyArrayObject *x = (PyArrayObject *)xs[PyLong_AsSsize_t(PyTuple_GET_ITEM(dyn, i))];
         const int nd = PyArray_NDIM(x);
         const npy_intp *dims = PyArray_DIMS(x);
         PyObject *shape = PyTuple_New(nd);
@@ -87,42 +88,75 @@ static PyObject *shape_key(PyObject *xs, PyObject *dyn) {
     return key;
 }
 
-/* one unit's call: args are (fn, xs, dyn, descrs, const_at, const_objs, plans, table), as ``run`` takes them */
-static PyObject *call_unit(PyObject *const *args) {
+enum { MAX_SIGNATURE = 256 };
+
+/* One unit's call on inputs ``xs[0:n_xs]`` (borrowed); ``args`` are ``run``'s but xs:
+ * (fn, dyn, descrs, const_at, const_objs, plans, table).  ``last`` (or NULL) is a list
+ * ``[_, signature, plan]`` that keeps the last plan found and the input sizes it was found for: a call with
+ * the same sizes takes it without building the key and looking it up. */
+static PyObject *call_unit(PyObject *const *xs, Py_ssize_t n_xs, PyObject *const *args, PyObject *last) {
     const uintptr_t fn = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
-    PyObject *xs = args[1], *dyn = args[2], *descrs = args[3], *const_at = args[4], *const_objs = args[5];
-    PyObject *plans = args[6];
-    void *table = PyLong_AsVoidPtr(args[7]);
+    PyObject *dyn = args[1], *descrs = args[2], *const_at = args[3], *const_objs = args[4];
+    PyObject *plans = args[5];
+    void *table = PyLong_AsVoidPtr(args[6]);
     if (PyErr_Occurred()) return NULL;
     if (fn == 0) Py_RETURN_NONE; /* no unit loaded: the Python path decides */
-    if (!PyList_CheckExact(xs) || !PyTuple_CheckExact(dyn) || !PyTuple_CheckExact(descrs) ||
-        !PyTuple_CheckExact(const_at) || !PyTuple_CheckExact(const_objs) || !PyDict_CheckExact(plans)) {
-        PyErr_SetString(PyExc_TypeError, "run: xs is a list, dyn/descrs/const_at/const_objs tuples, plans a dict");
+    if (!PyTuple_CheckExact(dyn) || !PyTuple_CheckExact(descrs) || !PyTuple_CheckExact(const_at) ||
+        !PyTuple_CheckExact(const_objs) || !PyDict_CheckExact(plans)) {
+        PyErr_SetString(PyExc_TypeError, "run: dyn/descrs/const_at/const_objs tuples, plans a dict");
         return NULL;
     }
-    const Py_ssize_t n_xs = PyList_GET_SIZE(xs), n_dyn = PyTuple_GET_SIZE(dyn);
+    const Py_ssize_t n_dyn = PyTuple_GET_SIZE(dyn);
     for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(const_at); j++) {
         const Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(const_at, j));
-        if (k < 0 || k >= n_xs || PyList_GET_ITEM(xs, k) != PyTuple_GET_ITEM(const_objs, j)) Py_RETURN_NONE;
+        if (k < 0 || k >= n_xs || xs[k] != PyTuple_GET_ITEM(const_objs, j)) Py_RETURN_NONE;
     }
+    int64_t sig[MAX_SIGNATURE];
+    Py_ssize_t n_sig = 0;
     for (Py_ssize_t i = 0; i < n_dyn; i++) {
         const Py_ssize_t k = PyLong_AsSsize_t(PyTuple_GET_ITEM(dyn, i));
         if (k < 0 || k >= n_xs) Py_RETURN_NONE;
-        PyObject *x = PyList_GET_ITEM(xs, k);
+        PyObject *x = xs[k];
         if (Py_TYPE(x) != &PyArray_Type || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)x)) Py_RETURN_NONE;
         PyArray_Descr *want = (PyArray_Descr *)PyTuple_GET_ITEM(descrs, i);
         PyArray_Descr *have = PyArray_DESCR((PyArrayObject *)x);
         if (have != want && !PyArray_EquivTypes(have, want)) Py_RETURN_NONE;
+        const int nd = PyArray_NDIM((PyArrayObject *)x);
+        if (n_sig + 1 + nd <= MAX_SIGNATURE) {
+            sig[n_sig++] = nd;
+            for (int a = 0; a < nd; a++) sig[n_sig++] = PyArray_DIM((PyArrayObject *)x, a);
+        } else {
+            n_sig = MAX_SIGNATURE + 1;  /* NOTE: too long to keep: looked up every call */
+        }
     }
-    PyObject *key = shape_key(xs, dyn);
-    if (!key) return NULL;
-    PyObject *plan = PyDict_GetItemWithError(plans, key);  /* borrowed */
-    Py_DECREF(key);
+    const int keepable = last && n_sig <= MAX_SIGNATURE;
+    PyObject *plan = NULL;  /* borrowed */
+    if (keepable) {
+        PyObject *had = PyList_GET_ITEM(last, 1);
+        if (PyBytes_CheckExact(had) && PyBytes_GET_SIZE(had) == (Py_ssize_t)(n_sig * sizeof(int64_t)) &&
+            memcmp(PyBytes_AS_STRING(had), sig, n_sig * sizeof(int64_t)) == 0)
+            plan = PyList_GET_ITEM(last, 2);
+    }
     if (!plan) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        PyObject *key = shape_key(xs, dyn);
+        if (!key) return NULL;
+        plan = PyDict_GetItemWithError(plans, key);
+        Py_DECREF(key);
+        if (!plan) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        if (keepable) {
+            /* NOTE: the plan tuple holds its plan object (sizes, arrays): kept here, it stays valid even
+             * once its signature leaves ``plans`` */
+            PyObject *bytes = PyBytes_FromStringAndSize((const char *)sig, n_sig * (Py_ssize_t)sizeof(int64_t));
+            if (!bytes) return NULL;
+            Py_INCREF(plan);
+            if (PyList_SetItem(last, 2, plan) < 0 || PyList_SetItem(last, 1, bytes) < 0) return NULL;
+            plan = PyList_GET_ITEM(last, 2);
+        }
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 5) Py_RETURN_NONE;
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) < 5) Py_RETURN_NONE;
     const int64_t *sizes = (const int64_t *)PyLong_AsVoidPtr(PyTuple_GET_ITEM(plan, 0));
     const size_t arena_bytes = PyLong_AsSize_t(PyTuple_GET_ITEM(plan, 1));
     PyObject *out_shapes = PyTuple_GET_ITEM(plan, 2), *out_descrs = PyTuple_GET_ITEM(plan, 3);
@@ -133,7 +167,7 @@ static PyObject *call_unit(PyObject *const *args) {
     if (n_ptr > MAX_POINTERS) Py_RETURN_NONE;
     void *p[MAX_POINTERS];
     for (Py_ssize_t i = 0; i < n_dyn; i++)
-        p[i] = PyArray_DATA((PyArrayObject *)PyList_GET_ITEM(xs, PyLong_AsSsize_t(PyTuple_GET_ITEM(dyn, i))));
+        p[i] = PyArray_DATA((PyArrayObject *)xs[PyLong_AsSsize_t(PyTuple_GET_ITEM(dyn, i))]);
     PyObject *outs = PyList_New(n_out);
     if (!outs) return NULL;
     for (Py_ssize_t o = 0; o < n_out; o++) {
@@ -168,9 +202,11 @@ static PyObject *call_unit(PyObject *const *args) {
         return NULL;
     }
     int rc;
+    Py_INCREF(plan);  /* NOTE: its sizes stay alive while another thread may replace the last plan */
     Py_BEGIN_ALLOW_THREADS
     rc = ((unit_fn)fn)(p, sizes);
     Py_END_ALLOW_THREADS
+    Py_DECREF(plan);
     if (rc != 0) {
         Py_DECREF(outs);
         return PyLong_FromLong(rc);
@@ -184,7 +220,15 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "run takes 8 arguments");
         return NULL;
     }
-    return call_unit(args);
+    if (!PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "run: xs is a list");
+        return NULL;
+    }
+    PyObject *rest[7] = {args[0], args[2], args[3], args[4], args[5], args[6], args[7]};
+    Py_INCREF(args[1]);  /* NOTE: its items are borrowed while the unit runs */
+    PyObject *res = call_unit(PySequence_Fast_ITEMS(args[1]), PyList_GET_SIZE(args[1]), rest, NULL);
+    Py_DECREF(args[1]);
+    return res;
 }
 
 /* ---- the block executor ---------------------------------------------------------------------------
@@ -270,26 +314,20 @@ static int step_unit(PyObject *step, PyObject *regs) {
     if (!PyTuple_CheckExact(cargs) || PyTuple_GET_SIZE(cargs) != 7) return call_py(fn, regs);
     Py_INCREF(cargs);  /* NOTE: the unit may replace it while its native code runs without the GIL */
     const Py_ssize_t n = PyTuple_GET_SIZE(ins);
-    PyObject *xs = PyList_New(n);
-    if (!xs) {
+    if (n > MAX_POINTERS) {
         Py_DECREF(cargs);
-        return -1;
+        return call_py(fn, regs);
     }
+    PyObject *xs[MAX_POINTERS];  /* borrowed from regs, which nothing else changes during the call */
     for (Py_ssize_t i = 0; i < n; i++) {
         const Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(ins, i));
         if (s >= PyList_GET_SIZE(regs)) {
-            Py_DECREF(xs);
             Py_DECREF(cargs);
             return bad_slot();
         }
-        PyObject *v = s < 0 ? Py_None : PyList_GET_ITEM(regs, s);
-        Py_INCREF(v);
-        PyList_SET_ITEM(xs, i, v);
+        xs[i] = s < 0 ? Py_None : PyList_GET_ITEM(regs, s);
     }
-    PyObject *a[8] = {PyTuple_GET_ITEM(cargs, 0), xs};
-    for (int i = 1; i < 7; i++) a[i + 1] = PyTuple_GET_ITEM(cargs, i);
-    PyObject *res = call_unit(a);
-    Py_DECREF(xs);
+    PyObject *res = call_unit(xs, n, &PyTuple_GET_ITEM(cargs, 0), PyList_GET_SIZE(box) >= 3 ? box : NULL);
     Py_DECREF(cargs);
     if (!res) return -1;
     if (!PyList_CheckExact(res)) {

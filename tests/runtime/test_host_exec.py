@@ -233,3 +233,28 @@ def test_the_feeds_checker_in_c_agrees_with_the_python_one() -> None:
     assert in_c(good) is not None and in_c(dict(good, y=np.zeros(5, np.int64))) is None
     with pytest.raises(pliant.FeedError, match="n"):
         exe.run(dict(good, y=np.zeros(5, np.int64)))
+
+
+def test_a_unit_alternating_between_signatures_keeps_the_right_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor keeps each unit's last plan by its input sizes: sizes that come and go, and plans evicted
+    from the unit's table meanwhile (``MAX_PLANS`` of 2), still give the right answers."""
+    from pliant.runtime import region_c
+
+    monkeypatch.setattr(region_c, "MAX_PLANS", 2)
+    f = TensorProto.FLOAT
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 5)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("ReduceSum", ["r", "axes"], ["y"], keepdims=1)],
+        "chain", [helper.make_tensor_value_info("x", f, ["n", "m", 8])],
+        [helper.make_tensor_value_info("y", f, None)],
+        initializer=[helper.make_tensor("w", f, [8, 5], w.ravel()), helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    exe = pliant.compile(model, specialize=False)
+    assert exe.report()["regions"] and all(r["native"] for r in exe.report()["regions"])
+    for n, m in [(3, 4), (5, 2), (3, 4), (7, 1), (5, 2), (3, 4), (3, 4), (1, 9), (5, 2)]:
+        x = rng.standard_normal((n, m, 8)).astype(np.float32)
+        got = exe.run({"x": x})["y"]
+        np.testing.assert_allclose(got, np.maximum(x @ w, 0).sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-5)
